@@ -1,0 +1,45 @@
+"""The versioned event contract shared by producer and consumer."""
+
+from contracts.dedup import dedup_id
+from contracts.events import (
+    CONTRACT_VERSION,
+    EVENT_ADAPTER,
+    EVENT_LIST_ADAPTER,
+    Attachment,
+    ChangeEvent,
+    EditEvent,
+    Event,
+    EventKind,
+    MessageEvent,
+    PostbackEvent,
+    ReactionEvent,
+    ReadEvent,
+    ReferralEvent,
+    Story,
+    UnsendEvent,
+    UnsupportedEvent,
+    event_from_json,
+    event_to_json,
+)
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "EVENT_ADAPTER",
+    "EVENT_LIST_ADAPTER",
+    "Attachment",
+    "ChangeEvent",
+    "EditEvent",
+    "Event",
+    "EventKind",
+    "MessageEvent",
+    "PostbackEvent",
+    "ReactionEvent",
+    "ReadEvent",
+    "ReferralEvent",
+    "Story",
+    "UnsendEvent",
+    "UnsupportedEvent",
+    "dedup_id",
+    "event_from_json",
+    "event_to_json",
+]

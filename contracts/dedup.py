@@ -1,0 +1,90 @@
+"""Deduplication IDs: the one place that decides when two events are the same.
+
+A ``mid`` names a message, not every event about it, so each kind has its own
+prefix: a reaction or an edit never shares an ID with the message it refers to.
+
+QStash accepts only ``[A-Za-z0-9_-]`` in practice (a ``:`` is rejected), and we
+use ``_`` to separate parts, so every part is escaped *reversibly*: ``-`` becomes
+``--`` and any other character outside ``[A-Za-z0-9]`` becomes ``-XX`` per UTF-8
+byte. Nothing is dropped, so distinct events can never map to the same ID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from contracts.events import _EventBase
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_PLAIN = re.compile(r"^[A-Za-z0-9]*$")
+
+
+def escape_part(value: object) -> str:
+    """Map any value into ``[A-Za-z0-9-]`` reversibly (see `unescape_part`)."""
+    text = "" if value is None else str(value)
+    if _PLAIN.match(text):
+        return text
+    out: list[str] = []
+    for byte in text.encode():
+        if byte in _SAFE:
+            out.append(chr(byte))
+        elif byte == 0x2D:  # "-"
+            out.append("--")
+        else:
+            out.append(f"-{byte:02X}")
+    return "".join(out)
+
+
+def unescape_part(part: str) -> str:
+    """Inverse of `escape_part`; used by tests and by operators reading the ledger."""
+    raw = bytearray()
+    i = 0
+    while i < len(part):
+        char = part[i]
+        if char != "-":
+            raw += char.encode()
+            i += 1
+        elif part[i + 1] == "-":
+            raw += b"-"
+            i += 2
+        else:
+            raw.append(int(part[i + 1 : i + 3], 16))
+            i += 3
+    return raw.decode()
+
+
+def raw_digest(raw: Any) -> str:
+    """A short, stable digest of a raw item: Meta redelivers the same JSON."""
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _join(*parts: object) -> str:
+    return "_".join(escape_part(part) for part in parts)
+
+
+def dedup_id(event: _EventBase) -> str:
+    """The QStash deduplication ID and ledger key of one event (ARCHITECTURE.md table)."""
+    f = vars(event)  # field values by name; every kind has the common fields
+    kind, sender, timestamp = str(f["kind"]), f["sender_id"], f["timestamp"]
+    match kind:
+        case "message":
+            return "ig_msg_" + _join(f["mid"])
+        case "message_edit":
+            return "ig_edit_" + _join(f["mid"], f["num_edit"])
+        case "message_unsend":
+            return "ig_del_" + _join(f["mid"])
+        case "reaction":
+            emoji = f["emoji"] or f["reaction"]
+            return "ig_react_" + _join(f["mid"], sender, f["action"], emoji, timestamp)
+        case "read":
+            return "ig_read_" + _join(sender, f["mid"] or f["watermark"])
+        case "change":
+            return "ig_change_" + _join(f["field"], f["object_id"] or raw_digest(f["raw"]))
+        case _:
+            return f"ig_{escape_part(kind)}_" + _join(sender, timestamp, raw_digest(f["raw"]))

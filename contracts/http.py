@@ -1,0 +1,56 @@
+"""The HTTP side of our contract: the JSON answer shape and bounded body reading.
+
+Every endpoint answers `{"status": <word>, "error": <reason or null>}` (plus
+route-specific fields), so a caller can always read why. Both the edge and the
+consumer read bodies through `read_body`, which stops at the cap before
+buffering more: a 10 GB upload costs us at most `max_bytes`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds the configured cap (answer 413)."""
+
+
+def answer(
+    http_status: int,
+    status: str,
+    error: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
+) -> JSONResponse:
+    return JSONResponse(
+        {"status": status, "error": error, **fields}, status_code=http_status, headers=headers
+    )
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """Read the raw body, refusing more than `max_bytes` (by header first, then by count)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise BodyTooLarge(f"body of {declared} bytes exceeds {max_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyTooLarge(f"body exceeds {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def is_json_content_type(value: str | None) -> bool:
+    """application/json, with or without parameters (charset)."""
+    if not value:
+        return False
+    media_type = value.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )

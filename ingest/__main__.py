@@ -1,0 +1,64 @@
+"""`python -m ingest` (what `make run` calls): the whole flow on embedded defaults.
+
+With no `DATABASE_URL` and no `SUPABASE_URL` it starts the embedded PostgreSQL
+under `DATA_DIR` (default `.data/`), applies the migrations, and serves. With no
+`QSTASH_TOKEN` events are processed in-process; the start-up log says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+
+import structlog
+import uvicorn
+
+from ingest.app import create_app
+from ingest.logging import configure_logging
+from ingest.settings import Secret, Settings, SettingsError
+from storage.migrations import apply_migrations
+
+log = structlog.get_logger("ingest")
+
+
+def prepare(settings: Settings) -> Settings:
+    """Start the embedded database when none is configured, and migrate it."""
+    if settings.uses_embedded_database:
+        from storage.embedded import EmbeddedPostgres
+
+        server = EmbeddedPostgres(settings.data_dir / "pg")
+        settings = dataclasses.replace(settings, database_url=Secret(server.url()))
+        log.info("embedded_database", data_dir=str(server.data_dir))
+    if settings.database_url is not None:
+        applied = asyncio.run(apply_migrations(settings.database_url.reveal()))
+        log.info("migrations", applied=applied)
+    if not settings.publishes_to_qstash:
+        log.warning(
+            "qstash_disabled",
+            detail="QSTASH_TOKEN is not set: events are processed directly in-process",
+        )
+    return settings
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    settings = prepare(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The app factory: the one place where the rooms meet.
+
+`create_app(settings)` builds every component without I/O and hands each its
+dependencies explicitly; the lifespan opens and closes what needs the event
+loop (the database pool, the HTTP client). Nothing is global.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import structlog
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from contracts.http import answer
+from ingest.logging import RequestContextMiddleware
+from ingest.settings import Settings
+from storage import Backend, StorageUnavailable
+from storage.postgres import PostgresBackend
+
+log = structlog.get_logger(__name__)
+
+
+def make_backend(settings: Settings) -> Backend:
+    """Direct Postgres when `DATABASE_URL` is set (fastest), else Supabase's REST `rpc`."""
+    if settings.database_url is not None:
+        return PostgresBackend(settings.database_url.reveal())
+    raise RuntimeError(
+        "no database configured: set DATABASE_URL, SUPABASE_URL, or run `python -m ingest` "
+        "which starts the embedded database"
+    )
+
+
+def make_http_client() -> httpx.AsyncClient:
+    """One shared client for outbound calls (Graph API, PostgREST); bounded everywhere."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, connect=3.0),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+    )
+
+
+def health_routes(backend: Backend) -> list[BaseRoute]:
+    async def healthz(request: Request) -> Response:
+        """Liveness: no I/O, so a slow database never gets the process restarted."""
+        return answer(200, "ok")
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await backend.ping()
+        except StorageUnavailable as exc:
+            log.warning("readyz_database_unavailable", error=str(exc))
+            return answer(503, "unavailable", "database unavailable")
+        return answer(200, "ready")
+
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    backend: Backend | None = None,
+    http: httpx.AsyncClient | None = None,
+) -> Starlette:
+    backend = backend if backend is not None else make_backend(settings)
+    http = http if http is not None else make_http_client()
+
+    routes: list[BaseRoute] = [*health_routes(backend)]
+    # --- wiring: each room contributes its routes here (webhook, producer, consumer, ops) ---
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await backend.open()
+        log.info(
+            "started",
+            env=settings.app_env.value,
+            qstash="publish" if settings.publishes_to_qstash else "direct processing",
+        )
+        try:
+            yield
+        finally:
+            await backend.close()
+            await http.aclose()
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return answer(404, "not_found", "no such route")
+
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        return answer(405, "method_not_allowed", f"{request.method} is not allowed here")
+
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestContextMiddleware)],
+        lifespan=lifespan,
+        exception_handlers={404: not_found, 405: method_not_allowed},
+    )
+
+
+def app_from_env() -> Starlette:
+    """For `uvicorn --factory ingest.app:app_from_env` (Procfile)."""
+    from ingest.logging import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    return create_app(settings)

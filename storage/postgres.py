@@ -1,0 +1,100 @@
+"""The Postgres backend: asyncpg pool, named-argument calls to our SQL functions."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+
+from storage.errors import StorageError, StorageUnavailable, from_sqlstate
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+def translate(exc: BaseException) -> StorageError:
+    """Map any asyncpg/OS failure to our two storage error kinds."""
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, asyncpg.PostgresError):
+        return from_sqlstate(f"{type(exc).__name__}: {exc}", getattr(exc, "sqlstate", None))
+    return StorageUnavailable(f"{type(exc).__name__}: {exc}")
+
+
+class PostgresBackend:
+    """Calls `select fn(a => $1, b => $2)`; query text is stable, so asyncpg caches the plan.
+
+    Constructed without I/O; `open()` creates the pool inside the running event loop.
+    The pool starts empty (``min_size=0``) so that the service starts, and answers
+    503 on /readyz, while the database is still down.
+    """
+
+    _pool: asyncpg.Pool
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        max_size: int = 10,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 10.0,
+    ) -> None:
+        self._dsn = dsn
+        self._max_size = max_size
+        self._connect_timeout = connect_timeout
+        self._timeout = command_timeout
+        self._statements: dict[tuple[str, tuple[str, ...]], str] = {}
+
+    async def open(self) -> None:
+        pool = await asyncpg.create_pool(
+            self._dsn,
+            min_size=0,
+            max_size=self._max_size,
+            init=_init_connection,
+            timeout=self._connect_timeout,
+            command_timeout=self._timeout,
+        )
+        assert pool is not None
+        self._pool = pool
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
+    def _statement(self, function: str, names: tuple[str, ...]) -> str:
+        key = (function, names)
+        statement = self._statements.get(key)
+        if statement is None:
+            for name in (function, *names):
+                if not _IDENTIFIER.match(name):
+                    raise ValueError(f"not a plain SQL identifier: {name!r}")
+            params = ", ".join(f"{name} => ${i}" for i, name in enumerate(names, start=1))
+            statement = f"select {function}({params})"
+            self._statements[key] = statement
+        return statement
+
+    async def call(self, function: str, args: Mapping[str, Any]) -> Any:
+        names = tuple(args)
+        statement = self._statement(function, names)
+        try:
+            return await self._pool.fetchval(statement, *args.values(), timeout=self._timeout)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise translate(exc) from exc
+
+    async def ping(self) -> None:
+        try:
+            await self._pool.fetchval("select 1", timeout=2.0)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise translate(exc) from exc
+
+    async def close(self) -> None:
+        await self._pool.close()
