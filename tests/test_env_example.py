@@ -1,0 +1,25 @@
+"""`.env.example` and the README's table list exactly the variables the settings read."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _variables_read_by_settings() -> set[str]:
+    source = (ROOT / "ingest" / "settings.py").read_text()
+    return set(re.findall(r'"([A-Z][A-Z0-9_]+)"', source)) - {"T"}
+
+
+def test_env_example_lists_every_variable_the_settings_read() -> None:
+    example = (ROOT / ".env.example").read_text()
+    listed = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", example, flags=re.MULTILINE))
+    assert listed == _variables_read_by_settings() - {"PRODUCTION_DOMAIN"}
+
+
+def test_readme_configuration_table_lists_every_variable() -> None:
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)`", readme, flags=re.MULTILINE))
+    assert documented >= _variables_read_by_settings()
