@@ -29,7 +29,7 @@ log = structlog.get_logger(__name__)
 async def wait_and_migrate(dsn: str, *, max_wait_seconds: float = 60.0) -> list[str]:
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type((OSError, asyncpg.CannotConnectNowError, TimeoutError)),
-        wait=wait_exponential_jitter(initial=0.5, max=5.0),
+        wait=wait_exponential_jitter(multiplier=0.5, max=5.0),
         stop=stop_after_delay(max_wait_seconds),
         reraise=True,
     ):

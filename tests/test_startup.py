@@ -1,0 +1,69 @@
+"""Start-up as an operator meets it: the real entry points, real processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ingest.release import wait_and_migrate
+from storage.migrations import discover
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(module: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.isupper() or k in {"PATH", "HOME"}}
+    return subprocess.run(
+        [sys.executable, "-m", module],
+        env={**clean, **env},
+        cwd=ROOT / "tests",  # no .env file is read from here
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_service_refuses_to_start_in_production_and_names_the_missing_variable() -> None:
+    result = _run(
+        "ingest",
+        {
+            "APP_ENV": "production",
+            "DATABASE_URL": "postgresql://db.example/ingest",
+            "META_APP_SECRETS": "a-real-looking-secret",
+            "QSTASH_CURRENT_SIGNING_KEY": "sig_a",
+            "QSTASH_NEXT_SIGNING_KEY": "sig_b",
+        },
+    )
+    assert result.returncode == 2
+    assert "META_VERIFY_TOKEN is required" in result.stderr
+    assert "a-real-looking-secret" not in result.stderr + result.stdout
+
+
+def test_release_step_refuses_malformed_configuration() -> None:
+    result = _run("ingest.release", {"APP_ENV": "development", "PORT": "http"})
+    assert result.returncode == 2
+    assert "PORT is malformed" in result.stderr
+
+
+async def test_release_waits_for_the_database_within_a_bound(tmp_path: Path) -> None:
+    unreachable = f"postgresql://postgres@/postgres?host={tmp_path}&port=5"
+    started = time.monotonic()
+    with pytest.raises(OSError):
+        await wait_and_migrate(unreachable, max_wait_seconds=1.5)
+    assert time.monotonic() - started >= 1.0  # it kept trying instead of failing at once
+
+
+async def test_release_migrates_a_reachable_database(pg_server) -> None:  # type: ignore[no-untyped-def]
+    url = pg_server.create_database("release_target")
+    try:
+        first = await wait_and_migrate(url)
+        assert first == [migration.version for migration in discover()]
+        assert await wait_and_migrate(url) == []
+    finally:
+        pg_server.drop_database("release_target")
