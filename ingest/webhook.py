@@ -1,0 +1,115 @@
+"""`GET`/`POST /api/webhooks/instagram`: Meta's handshake and event deliveries.
+
+POST checks run cheapest-first and each failure has its own answer: content type
+(415), size (413, before hashing), signature on the raw bytes (401), JSON and
+envelope shape (400). Only then are events parsed and handed to the sink. Meta
+gets 200 only once the sink says every event is durably accepted; anything else
+is 503 so that Meta redelivers (duplicates are harmless: the ledger absorbs them).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections import Counter
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from contracts import Event, EventKind
+from contracts.http import BodyTooLarge, answer, is_json_content_type, read_body
+from ingest import meta_signature
+from ingest.acceptance import EventSink, NotAccepted
+from ingest.parser import is_envelope, parse_delivery
+from ingest.settings import Settings
+
+PATH = "/api/webhooks/instagram"
+
+log = structlog.get_logger(__name__)
+
+
+def routes(settings: Settings, sink: EventSink) -> list[BaseRoute]:
+    verify_token = settings.meta_verify_token.reveal().encode()
+    secrets = settings.meta_app_secrets
+    max_bytes = settings.max_body_bytes
+
+    async def handshake(request: Request) -> Response:
+        params = request.query_params
+        token = params.get("hub.verify_token", "").encode()
+        challenge = params.get("hub.challenge")
+        if (
+            params.get("hub.mode") == "subscribe"
+            and challenge is not None
+            and hmac.compare_digest(token, verify_token)
+        ):
+            log.info("webhook_handshake_accepted")
+            return PlainTextResponse(challenge)
+        log.warning("webhook_handshake_refused", mode=params.get("hub.mode"))
+        return answer(403, "forbidden", "verification failed")
+
+    async def deliver(request: Request) -> Response:
+        if not is_json_content_type(request.headers.get("content-type")):
+            return _reject(415, "unsupported_media_type", "Content-Type must be application/json")
+        try:
+            body = await read_body(request, max_bytes)
+        except BodyTooLarge as exc:
+            return _reject(413, "too_large", str(exc))
+        try:
+            meta_signature.verify(body, request.headers.get(meta_signature.HEADER), secrets)
+        except meta_signature.SignatureError as exc:
+            return _reject(401, "unauthorized", str(exc))
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return _reject(400, "bad_request", "body is not valid JSON")
+        if not is_envelope(payload):
+            return _reject(400, "bad_request", "not a webhook envelope (no entry array)")
+        events = parse_delivery(payload)
+        _log_delivery(payload.get("object"), events)
+        return await _hand_over(sink, events)
+
+    return [
+        Route(PATH, handshake, methods=["GET"]),
+        Route(PATH, deliver, methods=["POST"]),
+    ]
+
+
+async def _hand_over(sink: EventSink, events: list[Event]) -> Response:
+    try:
+        acceptance = await sink.accept(events)
+    except NotAccepted as exc:
+        log.warning("webhook_not_accepted", events=len(events), reason=str(exc))
+        return answer(503, "unavailable", "events not durably accepted; redeliver")
+    except Exception:
+        # Never a 500 to Meta: anything unexpected still means "redeliver later".
+        log.exception("webhook_sink_failed", events=len(events))
+        return answer(503, "unavailable", "events not durably accepted; redeliver")
+    return answer(
+        200,
+        "accepted",
+        events=len(events),
+        published=acceptance.published,
+        direct=acceptance.direct,
+        duplicate=acceptance.duplicate,
+        held=acceptance.held,
+    )
+
+
+def _reject(http_status: int, status: str, error: str) -> Response:
+    log.warning("webhook_rejected", http_status=http_status, reason=error)
+    return answer(http_status, status, error)
+
+
+def _log_delivery(envelope_object: object, events: list[Event]) -> None:
+    kinds = Counter(str(event.kind) for event in events)
+    log.info("webhook_delivery", object=envelope_object, events=len(events), kinds=dict(kinds))
+    for event in events:
+        if event.kind is EventKind.UNSUPPORTED:
+            log.info(
+                "webhook_unsupported_item",
+                field=getattr(event, "field", None),
+                keys=sorted(event.raw)[:10],
+                dedup_id=event.dedup_id,
+            )
