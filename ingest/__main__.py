@@ -18,6 +18,7 @@ import structlog
 import uvicorn
 
 from ingest.app import create_app
+from ingest.base_url import resolve_base_url
 from ingest.logging import configure_logging
 from ingest.settings import Secret, Settings, SettingsError
 from storage.migrations import apply_migrations
@@ -37,6 +38,8 @@ def prepare(settings: Settings, stack: ExitStack) -> Settings:
     if settings.database_url is not None:
         applied = asyncio.run(apply_migrations(settings.database_url.reveal()))
         log.info("migrations", applied=applied)
+    if settings.public_base_url is None:
+        settings = dataclasses.replace(settings, public_base_url=resolve_base_url(settings))
     if not settings.publishes_to_qstash:
         log.warning(
             "qstash_disabled",

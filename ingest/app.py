@@ -7,19 +7,27 @@ loop (the database pool, the HTTP client). Nothing is global.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import structlog
+from qstash import AsyncQStash
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from consumers.processing import Processor
 from contracts.http import answer
+from ingest import webhook
 from ingest.logging import RequestContextMiddleware
+from ingest.metrics import Metrics
+from ingest.metrics import routes as metrics_routes
+from ingest.producer import Producer
+from ingest.publisher import PublishConfig, QStashPublisher
 from ingest.settings import Settings
 from storage import Backend, StorageUnavailable
 from storage.postgres import PostgresBackend
@@ -43,6 +51,19 @@ def make_http_client() -> httpx.AsyncClient:
         timeout=httpx.Timeout(10.0, connect=3.0),
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
     )
+
+
+def make_publisher(settings: Settings, base_url: str) -> QStashPublisher | None:
+    """None without `QSTASH_TOKEN`: events are then processed directly, by design."""
+    if settings.qstash_token is None:
+        return None
+    client = AsyncQStash(settings.qstash_token.reveal(), retry=False, base_url=settings.qstash_url)
+    config = PublishConfig(
+        base_url=base_url,
+        label=settings.qstash_label,
+        budget_seconds=settings.publish_budget_seconds,
+    )
+    return QStashPublisher(client, config)
 
 
 def health_routes(backend: Backend) -> list[BaseRoute]:
@@ -73,8 +94,27 @@ def create_app(
     backend = backend if backend is not None else make_backend(settings)
     http = http if http is not None else make_http_client()
 
-    routes: list[BaseRoute] = [*health_routes(backend)]
-    # --- wiring: each room contributes its routes here (webhook, producer, consumer, ops) ---
+    base_url = settings.public_base_url or f"http://localhost:{settings.port}"
+    metrics = Metrics()
+    processor = Processor(backend)
+    publisher = make_publisher(settings, base_url)
+    producer = Producer(
+        backend,
+        settings.safety,
+        publisher=publisher,
+        direct=processor.process,
+        on_accepted=metrics.observe_acceptance,
+    )
+
+    async def read_status() -> Mapping[str, Any]:
+        status: Mapping[str, Any] = await backend.call("ingest_status", {})
+        return status
+
+    routes: list[BaseRoute] = [
+        *health_routes(backend),
+        *webhook.routes(settings, producer),
+        *metrics_routes(metrics, read_status, settings.metrics_token),
+    ]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -89,6 +129,8 @@ def create_app(
         finally:
             await backend.close()
             await http.aclose()
+            if publisher is not None:
+                await publisher.aclose()
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return answer(404, "not_found", "no such route")
@@ -106,8 +148,13 @@ def create_app(
 
 def app_from_env() -> Starlette:
     """For `uvicorn --factory ingest.app:app_from_env` (Procfile)."""
+    import dataclasses
+
+    from ingest.base_url import resolve_base_url
     from ingest.logging import configure_logging
 
     settings = Settings.from_env()
     configure_logging(settings.log_level)
+    if settings.public_base_url is None:
+        settings = dataclasses.replace(settings, public_base_url=resolve_base_url(settings))
     return create_app(settings)

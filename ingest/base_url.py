@@ -1,0 +1,48 @@
+"""Where QStash can reach us: decided once at start-up, and logged.
+
+`PUBLIC_BASE_URL` (or its alias `PRODUCTION_DOMAIN`) wins; else a running ngrok
+tunnel, asked through ngrok's local API; else `http://localhost:<port>`, which
+only the QStash dev server can call (cloud QStash refuses loopback URLs).
+"""
+
+from __future__ import annotations
+
+import httpx
+import structlog
+
+from ingest.settings import Settings
+
+NGROK_API = "http://127.0.0.1:4040/api/tunnels"
+
+log = structlog.get_logger(__name__)
+
+
+def ngrok_public_url(api: str = NGROK_API, *, timeout: float = 0.5) -> str | None:
+    """The https tunnel's public URL (else any tunnel's), or None when ngrok is not running."""
+    try:
+        response = httpx.get(api, timeout=timeout)
+        response.raise_for_status()
+        tunnels = response.json().get("tunnels", [])
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    urls: list[str] = [
+        url
+        for tunnel in tunnels
+        if isinstance(tunnel, dict)
+        and isinstance(url := tunnel.get("public_url"), str)
+        and url.startswith(("https://", "http://"))
+    ]
+    https = [u for u in urls if u.startswith("https://")]
+    chosen = https or urls
+    return chosen[0].rstrip("/") if chosen else None
+
+
+def resolve_base_url(settings: Settings, *, ngrok_api: str = NGROK_API) -> str:
+    if settings.public_base_url:
+        url, source = settings.public_base_url, "PUBLIC_BASE_URL"
+    elif tunnel := ngrok_public_url(ngrok_api):
+        url, source = tunnel, "ngrok"
+    else:
+        url, source = f"http://localhost:{settings.port}", "local"
+    log.info("public_base_url", url=url, source=source)
+    return url

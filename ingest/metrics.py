@@ -1,0 +1,114 @@
+"""Prometheus metrics: cheap counters on the hot path, database-backed gauges at scrape time.
+
+Each app gets its own `CollectorRegistry` (no process-global state, so tests and
+several apps in one process never mix counts). Labels are small closed sets
+(kinds, outcomes, status classes): never user IDs or message IDs.
+
+The gauges that describe shared state (held events, breaker, kill switch) are read
+from the database when Prometheus scrapes, not maintained per event, so the hot
+path pays nothing for them and every instance reports the same truth.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from contracts.http import answer
+from ingest.acceptance import Acceptance
+from ingest.settings import Secret
+from storage import StorageError
+
+StatusReader = Callable[[], Awaitable[Mapping[str, Any]]]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.webhook_deliveries = Counter(
+            "ingest_webhook_deliveries",
+            "Meta webhook POSTs by HTTP status.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.webhook_events = Counter(
+            "ingest_webhook_events",
+            "Events parsed from Meta deliveries, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.admissions = Counter(
+            "ingest_admissions",
+            "Events accepted by the producer, by outcome (published, direct, duplicate, held).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.publish_latency = Histogram(
+            "ingest_qstash_publish_seconds",
+            "Time of one QStash publish or batch call, retries included.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.consumer_outcomes = Counter(
+            "ingest_consumer_deliveries",
+            "QStash deliveries to the consumer, by status class (2xx, 4xx, 5xx).",
+            ["status_class"],
+            registry=self.registry,
+        )
+        self.held_events = Gauge(
+            "ingest_held_events",
+            "Events held by the safety gate and not yet replayed.",
+            registry=self.registry,
+        )
+        self.kill_switch = Gauge(
+            "ingest_kill_switch_active",
+            "1 while the kill switch is on (manually or by the breaker).",
+            registry=self.registry,
+        )
+        self.breaker_tripped = Gauge(
+            "ingest_breaker_tripped",
+            "1 while the circuit breaker has tripped the kill switch.",
+            registry=self.registry,
+        )
+
+    def observe_acceptance(self, acceptance: Acceptance) -> None:
+        for outcome in ("published", "direct", "duplicate", "held"):
+            count = getattr(acceptance, outcome)
+            if count:
+                self.admissions.labels(outcome).inc(count)
+
+    def observe_consumer_status(self, status: int) -> None:
+        self.consumer_outcomes.labels(f"{status // 100}xx").inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def routes(metrics: Metrics, read_status: StatusReader, token: Secret | None) -> list[BaseRoute]:
+    """`GET /metrics`; protected by a bearer token when `METRICS_TOKEN` is set."""
+    expected = f"Bearer {token.reveal()}".encode() if token else None
+
+    async def scrape(request: Request) -> Response:
+        if expected is not None:
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return answer(401, "unauthorized", "missing or wrong bearer token")
+        try:
+            status = await read_status()
+        except StorageError:  # a scrape must not fail because the database is down
+            status = {}
+        metrics.held_events.set(float(status.get("held", 0) or 0))
+        metrics.kill_switch.set(1.0 if status.get("kill_switch") else 0.0)
+        metrics.breaker_tripped.set(1.0 if status.get("breaker_tripped") else 0.0)
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return [Route("/metrics", scrape, methods=["GET"])]

@@ -1,0 +1,148 @@
+"""The producer: admit durably, publish once, settle, and fall back rather than lose.
+
+`accept` is what the webhook awaits before answering Meta:
+1. admit: one SQL call records every event in the ledger and applies the safety
+   gate → each event is new, duplicate or held;
+2. publish the new ones to QStash (one batch call for several);
+3. mark them published. Events QStash did not take are processed in-process
+   (`direct`), and if that fails too their admission is released and
+   `NotAccepted` is raised, so Meta redelivers and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import structlog
+
+from contracts import Event, event_from_json, event_to_json
+from ingest.acceptance import Acceptance, NotAccepted
+from ingest.settings import SafetyLimits
+from storage import Backend, StorageError
+
+log = structlog.get_logger(__name__)
+
+DirectProcess = Callable[[Event], Awaitable[Any]]
+
+
+class Publisher(Protocol):
+    async def publish(self, events: Sequence[Event]) -> dict[str, str]:
+        """Publish; return {dedup_id: QStash message id} for the events QStash accepted.
+
+        Events missing from the answer were not accepted (the caller falls back).
+        """
+        ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Admission:
+    new: list[Event]
+    duplicate: int
+    held: int
+
+
+class Producer:
+    def __init__(
+        self,
+        backend: Backend,
+        limits: SafetyLimits,
+        *,
+        publisher: Publisher | None,
+        direct: DirectProcess,
+        on_accepted: Callable[[Acceptance], None] | None = None,
+    ) -> None:
+        self._backend = backend
+        self._limits = dataclasses.asdict(limits)
+        self._publisher = publisher
+        self._direct = direct
+        self._on_accepted = on_accepted
+
+    async def accept(self, events: Sequence[Event]) -> Acceptance:
+        if not events:
+            return Acceptance()
+        admission = await self._admit(events)
+        published = await self._publish(admission.new)
+        direct = await self._process_directly(
+            [e for e in admission.new if e.dedup_id not in published]
+        )
+        acceptance = Acceptance(
+            published=len(published),
+            direct=direct,
+            duplicate=admission.duplicate,
+            held=admission.held,
+        )
+        if self._on_accepted is not None:
+            self._on_accepted(acceptance)
+        return acceptance
+
+    async def _admit(self, events: Sequence[Event]) -> Admission:
+        payload = [event.model_dump(mode="json") for event in events]
+        try:
+            results = await self._backend.call(
+                "ingest_admit", {"p_events": payload, "p_limits": self._limits}
+            )
+        except StorageError as exc:
+            raise NotAccepted(f"ledger unavailable: {exc}") from exc
+        by_id = {event.dedup_id: event for event in events}
+        new: dict[str, Event] = {}
+        duplicate = held = 0
+        for result in results:
+            outcome = result["outcome"]
+            if outcome == "new":
+                new[result["dedup_id"]] = by_id[result["dedup_id"]]
+            elif outcome == "held":
+                held += 1
+                log.warning("event_held", dedup_id=result["dedup_id"], reason=result["reason"])
+            else:
+                duplicate += 1
+        return Admission(new=list(new.values()), duplicate=duplicate, held=held)
+
+    async def _publish(self, events: list[Event]) -> dict[str, str]:
+        if not events or self._publisher is None:
+            return {}
+        published = await self._publisher.publish(events)
+        if published:
+            await self._settle(list(published), "published", list(published.values()))
+        return published
+
+    async def _process_directly(self, events: list[Event]) -> int:
+        """Process in-process (QStash off or refusing); release and refuse on failure."""
+        done: list[str] = []
+        failed: list[str] = []
+        for event in events:
+            try:
+                # The same contract round trip a QStash delivery makes.
+                await self._direct(event_from_json(event_to_json(event)))
+                done.append(event.dedup_id)
+            except StorageError as exc:
+                log.warning("direct_processing_failed", dedup_id=event.dedup_id, error=str(exc))
+                failed.append(event.dedup_id)
+        if done:
+            await self._settle(done, "direct")
+        if failed:
+            await self._release(failed)
+            raise NotAccepted(f"{len(failed)} event(s) could neither be published nor processed")
+        return len(done)
+
+    async def _settle(
+        self, dedup_ids: list[str], state: str, message_ids: list[str] | None = None
+    ) -> None:
+        """Mark rows settled. If this write fails the rows stay `new` with a lease, and a
+        redelivery after the lease re-admits them: at worst one extra publish, which
+        QStash's own dedup ID absorbs within its window."""
+        try:
+            await self._backend.call(
+                "ingest_mark",
+                {"p_dedup_ids": dedup_ids, "p_state": state, "p_message_ids": message_ids},
+            )
+        except StorageError as exc:
+            log.warning("ledger_mark_failed", state=state, events=len(dedup_ids), error=str(exc))
+
+    async def _release(self, dedup_ids: list[str]) -> None:
+        try:
+            await self._backend.call("ingest_release", {"p_dedup_ids": dedup_ids})
+        except StorageError as exc:
+            # The lease will expire and a redelivery re-admits them; nothing is lost.
+            log.warning("ledger_release_failed", events=len(dedup_ids), error=str(exc))
