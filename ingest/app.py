@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from consumers.instagram import ConsumerConfig
+from consumers.instagram import routes as consumer_routes
 from consumers.processing import Processor
 from contracts.http import answer
 from ingest import webhook
@@ -110,9 +112,22 @@ def create_app(
         status: Mapping[str, Any] = await backend.call("ingest_status", {})
         return status
 
+    consumer = ConsumerConfig(
+        signing_keys=tuple(
+            key.reveal()
+            for key in (settings.qstash_current_signing_key, settings.qstash_next_signing_key)
+            if key
+        ),
+        base_url=base_url,
+        leeway_seconds=settings.qstash_leeway_seconds,
+        permanent_status=settings.consumer_permanent_status,
+        max_body_bytes=settings.max_body_bytes,
+    )
+
     routes: list[BaseRoute] = [
         *health_routes(backend),
         *webhook.routes(settings, producer),
+        *consumer_routes(consumer, processor, backend, metrics.observe_consumer_status),
         *metrics_routes(metrics, read_status, settings.metrics_token),
     ]
 
