@@ -15,10 +15,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import jwt
+from jwt.warnings import InsecureKeyLengthWarning
+
+# QStash issues its signing keys (e.g. 32 characters, "sig_" included); their length is
+# not ours to choose, so PyJWT's per-verification length warning is only noise here.
+warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
 
 HEADER = "Upstash-Signature"
 ISSUER = "Upstash"
