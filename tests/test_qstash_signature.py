@@ -46,14 +46,14 @@ def corpus() -> list[Case]:
             "unpadded body hash",
             sign(BODY, URL, QSTASH_CURRENT_KEY, body_claim=signature.body_hash(BODY)),
             valid=True,
-        ),  # fmt: skip
+        ),
         Case("wrong key", sign(BODY, URL, "sig_someone_else")),
         Case("tampered body", sign(BODY, URL, QSTASH_CURRENT_KEY), body=BODY + b" "),
         Case("wrong sub", sign(BODY, URL + "x", QSTASH_CURRENT_KEY)),
         Case(
             "other path sub",
             sign(BODY, URL.replace("instagram-ingestion", "failures"), QSTASH_CURRENT_KEY),
-        ),  # fmt: skip
+        ),
         Case("expired", sign(BODY, URL, QSTASH_CURRENT_KEY, now=now - 400)),
         Case("future nbf beyond leeway", sign(BODY, URL, QSTASH_CURRENT_KEY, now=now + 120)),
         Case("wrong issuer", sign(BODY, URL, QSTASH_CURRENT_KEY, issuer="NotUpstash")),
