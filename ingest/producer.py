@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from contracts import Event, event_from_json, event_to_json
+from contracts import EVENT_ADAPTER, Event, event_from_json, event_to_json
 from ingest.acceptance import Acceptance, NotAccepted
 from ingest.settings import SafetyLimits
 from storage import Backend, StorageError
@@ -76,6 +76,25 @@ class Producer:
         if self._on_accepted is not None:
             self._on_accepted(acceptance)
         return acceptance
+
+    async def replay(
+        self, *, states: Sequence[str] = ("held",), since: str = "-infinity", limit: int = 500
+    ) -> Acceptance:
+        """Send held (or failed) events again, once each: claimed in the ledger, then
+        published or processed like a new admission. Refused while the kill switch is on."""
+        claimed = await self._backend.call(
+            "ingest_claim_for_replay",
+            {
+                "p_states": list(states),
+                "p_since": since,
+                "p_limit": limit,
+                "p_lease_seconds": self._limits["lease_seconds"],
+            },
+        )
+        events = [EVENT_ADAPTER.validate_python(item) for item in claimed]
+        published = await self._publish(events)
+        direct = await self._process_directly([e for e in events if e.dedup_id not in published])
+        return Acceptance(published=len(published), direct=direct)
 
     async def _admit(self, events: Sequence[Event]) -> Admission:
         payload = [event.model_dump(mode="json") for event in events]

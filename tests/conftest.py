@@ -114,3 +114,36 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def qstash_server() -> Iterator[tuple[Any, str]]:
+    """The QStash double as a real HTTP server, once per session."""
+    from tests.doubles.qstash import QStashDouble, serve
+
+    double = QStashDouble()
+    with serve(double.app) as url:
+        yield double, url
+
+
+@pytest.fixture
+def qstash(qstash_server: tuple[Any, str]) -> Any:
+    """The double, emptied for this test."""
+    double, _ = qstash_server
+    double.reset()
+    return double
+
+
+@pytest.fixture
+def qstash_settings(
+    make_settings: Callable[..., Settings], qstash_server: tuple[Any, str], qstash: Any
+) -> Callable[..., Settings]:
+    """Settings that publish to the QStash double."""
+    from tests.doubles.qstash import TOKEN
+
+    _, url = qstash_server
+
+    def make(**overrides: str | None) -> Settings:
+        return make_settings(QSTASH_TOKEN=TOKEN, QSTASH_URL=url, **overrides)
+
+    return make

@@ -212,7 +212,7 @@ $$;
 -- Claim held (or failed) events for replay: they become `new` with a lease, so the
 -- replayer publishes and marks them like any admission. Refused while the switch is on.
 create or replace function public.ingest_claim_for_replay(
-    p_states text[], p_since timestamptz, p_limit int, p_lease_seconds int)
+    p_states text[], p_since text, p_limit int, p_lease_seconds int)
 returns jsonb
 language plpgsql
 as $$
@@ -225,7 +225,7 @@ begin
     end if;
     with picked as (
         select dedup_id from public.ingest_ledger
-        where state = any(p_states) and admitted_at >= p_since and event is not null
+        where state = any(p_states) and admitted_at >= p_since::timestamptz and event is not null
         order by admitted_at
         limit p_limit
         for update skip locked
