@@ -24,7 +24,7 @@ from consumers.instagram import ConsumerConfig
 from consumers.instagram import routes as consumer_routes
 from consumers.processing import Processor
 from contracts.http import answer
-from ingest import webhook
+from ingest import internal, webhook
 from ingest.logging import RequestContextMiddleware
 from ingest.metrics import Metrics
 from ingest.metrics import routes as metrics_routes
@@ -127,6 +127,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *health_routes(backend),
         *webhook.routes(settings, producer),
+        *internal.routes(settings, producer),
         *consumer_routes(consumer, processor, backend, metrics.observe_consumer_status),
         *metrics_routes(metrics, read_status, settings.metrics_token),
     ]
