@@ -97,7 +97,11 @@ def routes(
 
     async def failed(request: Request) -> Response:
         try:
-            callback = json.loads(await read_signed(request, config.failure_url))
+            body = await read_signed(request, config.failure_url)
+            try:
+                callback = json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise MalformedRequest("callback body is not JSON") from exc
             if not isinstance(callback, dict):
                 raise MalformedRequest("callback body is not a JSON object")
             result = await backend.call(

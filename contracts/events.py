@@ -36,7 +36,7 @@ class EventKind(StrEnum):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
 
 
 class Attachment(_Model):
@@ -83,7 +83,7 @@ class MessageEvent(_EventBase):
         default="in", description="out for echoes: sent by the business account itself"
     )
     text: str | None = None
-    attachments: tuple[Attachment, ...] = ()
+    attachments: list[Attachment] = Field(default_factory=list)
     reply_to_mid: str | None = None
     story: Story | None = None
     quick_reply_payload: str | None = None

@@ -152,7 +152,10 @@ def create_app(
         return answer(404, "not_found", "no such route")
 
     async def method_not_allowed(request: Request, exc: Exception) -> Response:
-        return answer(405, "method_not_allowed", f"{request.method} is not allowed here")
+        headers = getattr(exc, "headers", None) or {}  # keeps Starlette's `Allow` (RFC 9110)
+        return answer(
+            405, "method_not_allowed", f"{request.method} is not allowed here", headers=headers
+        )
 
     return Starlette(
         routes=routes,

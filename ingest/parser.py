@@ -152,7 +152,7 @@ def _message(body: JsonDict, common: JsonDict) -> Event:
         mid=mid,
         direction="out" if body.get("is_echo") else "in",
         text=body.get("text"),
-        attachments=tuple(_attachment(a) for a in body.get("attachments") or ()),
+        attachments=[_attachment(a) for a in _items(body.get("attachments"))],
         reply_to_mid=reply_to.get("mid"),
         story=Story(id=_text(story.get("id")), url=story.get("url"))
         if isinstance(story, dict)
@@ -228,6 +228,12 @@ def _sender_fields(item: JsonDict) -> JsonDict:
         "recipient_id": _text(recipient.get("id")) if isinstance(recipient, dict) else None,
         "timestamp": _timestamp(item.get("timestamp")),
     }
+
+
+def _items(value: object) -> list[object]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
 
 
 def _object(value: object) -> JsonDict:

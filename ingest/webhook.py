@@ -70,10 +70,11 @@ def routes(settings: Settings, sink: EventSink) -> list[BaseRoute]:
         _log_delivery(payload.get("object"), events)
         return await _hand_over(sink, events)
 
-    return [
-        Route(PATH, handshake, methods=["GET"]),
-        Route(PATH, deliver, methods=["POST"]),
-    ]
+    async def endpoint(request: Request) -> Response:
+        # One route for both methods, so a 405 lists every allowed method in `Allow`.
+        return await (handshake if request.method in ("GET", "HEAD") else deliver)(request)
+
+    return [Route(PATH, endpoint, methods=["GET", "POST"])]
 
 
 async def _hand_over(sink: EventSink, events: list[Event]) -> Response:

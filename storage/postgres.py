@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from storage import jsonb
 from storage.errors import StorageError, StorageUnavailable, from_sqlstate
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -17,7 +18,7 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for type_name in ("json", "jsonb"):
         await conn.set_type_codec(
-            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+            type_name, encoder=jsonb.dumps, decoder=json.loads, schema="pg_catalog"
         )
 
 

@@ -286,3 +286,11 @@ def test_retry_after_is_sent_when_known() -> None:
 
 def test_unknown_failure_is_retryable() -> None:
     assert respond(RuntimeError("bug"), 489).status_code == 500
+
+
+@pytest.mark.parametrize("body", [b"\x00", b"not json", b"[1]"])
+async def test_failure_callback_that_is_not_a_json_object_is_400(
+    client: httpx.AsyncClient, body: bytes
+) -> None:
+    response = await deliver(client, body, path=FAILURES)
+    assert response.status_code == 400

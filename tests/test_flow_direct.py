@@ -79,3 +79,16 @@ async def test_database_down_means_503_for_meta(
     response = await post(client, body_of("text_message"))
     assert response.status_code == 200
     assert await backend.pool.fetchval("select count(*) from ig_messages") == 1
+
+
+async def test_nul_characters_are_stored_as_replacement_characters_not_refused(
+    client: httpx.AsyncClient, backend: PostgresBackend
+) -> None:
+    payload = json.loads((FIXTURES / "text_message.json").read_text())
+    payload["entry"][0]["messaging"][0]["message"]["text"] = "nul\x00here"
+    payload["entry"][0]["messaging"].append({"\x00": None})
+    response = await post(client, wire_bytes(payload))
+    assert response.status_code == 200
+    assert await backend.pool.fetchval("select text from ig_messages") == "nul\ufffdhere"
+    raw = await backend.pool.fetchval("select event->'raw' from ig_events")
+    assert raw == {"\ufffd": None}

@@ -119,3 +119,12 @@ async def test_migrations_apply_once(pg_server: EmbeddedPostgres) -> None:
         assert len(first) == len(set(first))
     finally:
         pg_server.drop_database("migrate_twice")
+
+
+async def test_wrong_method_is_a_json_405_that_says_what_is_allowed(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.delete("/healthz")
+    assert response.status_code == 405
+    assert response.json()["status"] == "method_not_allowed"
+    assert "GET" in response.headers["allow"]

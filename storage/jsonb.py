@@ -1,0 +1,31 @@
+"""JSON for PostgreSQL's jsonb, which cannot hold U+0000 in any string.
+
+A signed delivery containing a NUL character (in a key or a value) would be
+refused by the database and redelivered by Meta for hours. We replace U+0000 with
+U+FFFD (the replacement character) instead: the rest of the item is kept as sent.
+The scan is a substring check on the encoded text, so the usual case costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_NUL_ESCAPE = "\\u0000"
+
+
+def _replace_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_replace_nul(k): _replace_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_replace_nul(v) for v in value]
+    return value
+
+
+def dumps(value: Any) -> str:
+    text = json.dumps(value, separators=(",", ":"))
+    if _NUL_ESCAPE in text:
+        text = json.dumps(_replace_nul(value), separators=(",", ":"))
+    return text
