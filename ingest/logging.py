@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 import uuid
+from typing import TextIO
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,9 +19,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 REQUEST_ID_HEADER = "x-request-id"
 
 
-def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
+def configure_logging(
+    level: str = "info", *, json: bool | None = None, stream: TextIO | None = None
+) -> None:
+    """`stream` defaults to stdout; the CLI passes stderr so that its stdout stays data."""
+    stream = stream or sys.stdout
     if json is None:
-        json = not sys.stdout.isatty()
+        json = not stream.isatty()
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     )
@@ -35,7 +40,7 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=True,
     )
 

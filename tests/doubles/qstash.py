@@ -62,6 +62,7 @@ class QStashDouble:
     messages: list[Published] = field(default_factory=list)
     failures: deque[Response] = field(default_factory=deque)
     batch_item_errors: set[int] = field(default_factory=set)
+    dlq: list[dict[str, Any]] = field(default_factory=list)
     delay: float = 0.0
     _dedup: dict[str, tuple[str, float]] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=itertools.count)
@@ -74,6 +75,7 @@ class QStashDouble:
         self.messages.clear()
         self.failures.clear()
         self.batch_item_errors.clear()
+        self.dlq.clear()
         self._dedup.clear()
         self.delay = 0.0
 
@@ -92,6 +94,8 @@ class QStashDouble:
             routes=[
                 Route("/v2/publish/{destination:path}", self._publish, methods=["POST"]),
                 Route("/v2/batch", self._batch, methods=["POST"]),
+                Route("/v2/dlq", self._dlq_list, methods=["GET"]),
+                Route("/v2/dlq/retry/{dlq_id}", self._dlq_retry, methods=["POST"]),
             ]
         )
 
@@ -132,6 +136,46 @@ class QStashDouble:
             answer, _ = await self._accept(item["destination"], headers, raw.encode())
             answers.append(answer)
         return JSONResponse(answers, status_code=200)
+
+    def dead_letter(self, published: Published, label: str, status: int = 500) -> str:
+        """Put a message in the DLQ, as QStash does once its retries are exhausted."""
+        dlq_id = f"dlq_{len(self.dlq):04d}"
+        self.dlq.append(
+            {
+                "dlqId": dlq_id,
+                "messageId": published.message_id,
+                "url": published.destination,
+                "method": "POST",
+                "body": published.body.decode(),
+                "maxRetries": 3,
+                "notBefore": 0,
+                "createdAt": int(self.clock() * 1000),
+                "responseStatus": status,
+                "label": label,
+            }
+        )
+        return dlq_id
+
+    async def _dlq_list(self, request: Request) -> Response:
+        refused = await self._gate(request, b"")
+        if refused is not None:
+            return refused
+        label = request.query_params.get("label")
+        messages = [m for m in self.dlq if label is None or m["label"] == label]
+        return JSONResponse({"messages": messages})
+
+    async def _dlq_retry(self, request: Request) -> Response:
+        refused = await self._gate(request, b"")
+        if refused is not None:
+            return refused
+        dlq_id = request.path_params["dlq_id"]
+        found = [m for m in self.dlq if m["dlqId"] == dlq_id]
+        if not found:
+            return JSONResponse({"error": "dlq message not found"}, status_code=404)
+        self.dlq.remove(found[0])
+        message_id = f"msg_{next(self._ids):08d}"
+        self.messages.append(Published(message_id, found[0]["url"], {}, found[0]["body"].encode()))
+        return JSONResponse({"messageId": message_id})
 
     async def _accept(
         self, destination: str, headers: dict[str, str], body: bytes

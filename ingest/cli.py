@@ -1,0 +1,344 @@
+"""`ingestctl`: operate the service from a shell (and from cron, with `--json` and exit codes).
+
+Exit codes: 0 done; 1 the operation was refused or found trouble (replay while the
+kill switch is on, a failure rate above 10%, a QStash call refused); 2 bad usage or
+configuration; 3 the database is unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from ingest.logging import configure_logging
+from ingest.settings import Secret, Settings, SettingsError
+from storage import Backend, DataRejected, StorageUnavailable
+
+OK, TROUBLE, USAGE, UNAVAILABLE = 0, 1, 2, 3
+FAILURE_RATE_WARNING = 0.10
+SAMPLE = {
+    "object": "instagram",
+    "entry": [
+        {
+            "id": "17841400000000001",
+            "time": 1732500000123,
+            "messaging": [
+                {
+                    "sender": {"id": "1234567890123456"},
+                    "recipient": {"id": "17841400000000001"},
+                    "timestamp": 1732500000001,
+                    "message": {
+                        "mid": "m_ingestctl_sample",
+                        "text": "Hi! Is the blue one available?",
+                    },
+                }
+            ],
+        }
+    ],
+}
+
+
+class Failed(Exception):
+    """The command ran but must exit non-zero; the message is what went wrong."""
+
+    def __init__(self, message: str, code: int = TROUBLE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> None:
+    print(json.dumps(data, indent=2, default=str) if args.json else human(data))
+
+
+@asynccontextmanager
+async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
+    from ingest.app import make_backend
+
+    if settings.uses_embedded_database:
+        from storage.embedded import EmbeddedPostgres
+
+        server = EmbeddedPostgres(settings.data_dir / "pg")
+        settings = dataclasses.replace(settings, database_url=Secret(server.url()))
+    backend = make_backend(settings)
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+async def kill_switch(args: argparse.Namespace, backend: Backend) -> int:
+    active = args.action == "activate"
+    state = await backend.call(
+        "ingest_set_kill_switch",
+        {"p_active": active, "p_reason": args.reason if active else None, "p_by": args.by},
+    )
+    emit(args, state, lambda s: f"kill switch {'ON' if s['kill_switch'] else 'off'}")
+    return OK
+
+
+async def status(args: argparse.Namespace, backend: Backend) -> int:
+    data = await backend.call("ingest_status", {})
+
+    def human(s: dict[str, Any]) -> str:
+        lines = [
+            f"kill switch : {'ON' if s['kill_switch'] else 'off'}"
+            + (
+                f" ({s['reason']}, by {s['changed_by']} at {s['changed_at']})"
+                if s["kill_switch"]
+                else ""
+            ),
+            f"breaker     : {_breaker(s)}",
+            f"held        : {s['held']}",
+            f"failed      : {s['failed']}",
+            f"pending     : {s['pending']}",
+            "ledger      : " + ", ".join(f"{k}={v}" for k, v in sorted(s["states"].items())),
+        ]
+        return "\n".join(lines)
+
+    emit(args, data, human)
+    return OK
+
+
+def _breaker(s: dict[str, Any]) -> str:
+    return f"TRIPPED at {s['breaker_tripped_at']}" if s["breaker_tripped"] else "closed"
+
+
+async def monitor(args: argparse.Namespace, backend: Backend) -> int:
+    data = await backend.call("ingest_monitor", {"p_days": args.days})
+
+    def human(m: dict[str, Any]) -> str:
+        header = f"{'day':<12}{'published':>10}{'direct':>8}{'held':>6}{'failed':>8}{'pending':>9}"
+        rows = [
+            f"{d['day']:<12}{d['published']:>10}{d['direct']:>8}{d['held']:>6}{d['failed']:>8}{d['pending']:>9}"
+            for d in m["daily"]
+        ]
+        senders = ", ".join(f"{s['sender_id']} ({s['events']})" for s in m["top_senders"]) or "-"
+        rate = float(m["failure_rate"])
+        lines = [header, *rows, f"top senders : {senders}", f"failure rate: {rate:.1%}"]
+        if rate > FAILURE_RATE_WARNING:
+            lines.append(f"WARNING: failure rate above {FAILURE_RATE_WARNING:.0%}")
+        lines.append(
+            '(duplicates cost no ledger write; see ingest_admissions{outcome="duplicate"})'
+        )
+        return "\n".join(lines)
+
+    emit(args, data, human)
+    return TROUBLE if float(data["failure_rate"]) > FAILURE_RATE_WARNING else OK
+
+
+async def replay(args: argparse.Namespace, backend: Backend, settings: Settings) -> int:
+    from consumers.processing import Processor
+    from ingest.app import make_publisher
+    from ingest.producer import Producer
+
+    states = [s for s, wanted in (("held", args.held), ("failed", args.failed)) if wanted] or [
+        "held"
+    ]
+    if args.dry_run:
+        rows = await backend.call("ingest_status", {})
+        count = sum(int(rows["states"].get(s, 0)) for s in states)
+        emit(
+            args,
+            {"would_replay": count, "states": states},
+            lambda d: f"would replay {count} event(s)",
+        )
+        return OK
+    publisher = make_publisher(
+        settings, settings.public_base_url or f"http://localhost:{settings.port}"
+    )
+    producer = Producer(
+        backend, settings.safety, publisher=publisher, direct=Processor(backend).process
+    )
+    totals = {"published": 0, "direct": 0}
+    try:
+        while True:
+            done = await producer.replay(states=states, since=args.since, limit=args.batch)
+            totals["published"] += done.published
+            totals["direct"] += done.direct
+            if not args.json:
+                print(f"replayed {sum(totals.values())} ...", file=sys.stderr)
+            if done.total < args.batch:
+                break
+    finally:
+        if publisher is not None:
+            await publisher.aclose()
+    emit(
+        args,
+        totals,
+        lambda t: f"replayed: {t['published']} published, {t['direct']} processed directly",
+    )
+    return OK
+
+
+async def dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from qstash import AsyncQStash
+    from qstash.errors import QStashError
+
+    if settings.qstash_token is None:
+        raise Failed("QSTASH_TOKEN is not set: there is no QStash DLQ to read", USAGE)
+    client = AsyncQStash(settings.qstash_token.reveal(), retry=False, base_url=settings.qstash_url)
+    try:
+        if args.action == "list":
+            page = await client.dlq.list(filter={"label": settings.qstash_label})
+            items = [
+                {"dlq_id": m.dlq_id, "message_id": m.message_id, "status": m.response_status,
+                 "url": m.url, "created_at": m.created_at}
+                for m in page.messages
+            ]  # fmt: skip
+            emit(
+                args,
+                items,
+                lambda xs: (
+                    "\n".join(f"{x['dlq_id']}  {x['status']}  {x['url']}" for x in xs)
+                    or "DLQ is empty"
+                ),
+            )
+        else:
+            # qstash-py has no retry call: POST /v2/dlq/retry/{dlqId} (QSTASH.md).
+            answer = await client.http.request(path=f"/v2/dlq/retry/{args.dlq_id}", method="POST")
+            emit(args, answer, lambda a: f"redriven as {a.get('messageId')}")
+    except QStashError as exc:
+        raise Failed(f"QStash refused: {exc}") from exc
+    finally:
+        await client.http._client.aclose()
+    return OK
+
+
+async def send_sample(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.meta_signature import expected_signature
+
+    body = json.dumps(SAMPLE, separators=(",", ":")).encode()
+    secret = settings.meta_app_secrets[0].reveal()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": expected_signature(body, secret),
+    }
+    url = args.url.rstrip("/") + "/api/webhooks/instagram"
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.post(url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise Failed(f"could not reach {url}: {exc}", UNAVAILABLE) from exc
+    emit(
+        args,
+        {"status": response.status_code, "answer": response.json()},
+        lambda d: f"{d['status']} {d['answer']}",
+    )
+    return OK if response.status_code == 200 else TROUBLE
+
+
+async def migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.release import wait_and_migrate
+
+    async with _embedded_url(settings) as url:
+        applied = await wait_and_migrate(url, max_wait_seconds=args.wait)
+    emit(
+        args, {"applied": applied}, lambda d: f"applied: {', '.join(d['applied']) or 'nothing new'}"
+    )
+    return OK
+
+
+@asynccontextmanager
+async def _embedded_url(settings: Settings) -> AsyncIterator[str]:
+    if settings.database_url is not None:
+        yield settings.database_url.reveal()
+        return
+    if not settings.uses_embedded_database:
+        raise Failed("migrations need DATABASE_URL (with Supabase: `supabase db push`)", USAGE)
+    from storage.embedded import EmbeddedPostgres
+
+    yield EmbeddedPostgres(settings.data_dir / "pg").url()
+
+
+# --- wiring -----------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="ingestctl", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = root.add_subparsers(dest="command", required=True)
+
+    ks = sub.add_parser("kill-switch", help="hold every new event (or stop holding)")
+    ks_sub = ks.add_subparsers(dest="action", required=True)
+    act = ks_sub.add_parser("activate", parents=[common])
+    act.add_argument("reason")
+    act.add_argument("--by", default="ingestctl")
+    deact = ks_sub.add_parser("deactivate", parents=[common])
+    deact.add_argument("--by", default="ingestctl")
+
+    sub.add_parser("status", parents=[common], help="switch, breaker, counts")
+    mon = sub.add_parser("monitor", parents=[common], help="daily usage from the ledger")
+    mon.add_argument("--days", type=int, default=7)
+
+    rep = sub.add_parser("replay", parents=[common], help="send held/failed events again, once")
+    rep.add_argument("--held", action="store_true", help="held events (the default)")
+    rep.add_argument("--failed", action="store_true", help="events QStash gave up on")
+    rep.add_argument("--since", default="-infinity", help="only events admitted since (ISO time)")
+    rep.add_argument("--batch", type=int, default=200)
+    rep.add_argument("--dry-run", action="store_true")
+
+    dl = sub.add_parser("dlq", help="QStash's dead-letter queue, filtered by our label")
+    dl_sub = dl.add_subparsers(dest="action", required=True)
+    dl_sub.add_parser("list", parents=[common])
+    red = dl_sub.add_parser("redrive", parents=[common])
+    red.add_argument("dlq_id")
+
+    smp = sub.add_parser("send-sample", parents=[common], help="POST a signed sample webhook")
+    smp.add_argument("--url", default="http://127.0.0.1:8000")
+
+    mig = sub.add_parser("migrate", parents=[common], help="apply supabase/migrations")
+    mig.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the database")
+    return root
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    needs_db: dict[str, Callable[..., Awaitable[int]]] = {
+        "kill-switch": kill_switch, "status": status, "monitor": monitor,
+    }  # fmt: skip
+    if args.command in needs_db:
+        async with open_backend(settings) as backend:
+            return await needs_db[args.command](args, backend)
+    if args.command == "replay":
+        async with open_backend(settings) as backend:
+            return await replay(args, backend, settings)
+    handlers = {"dlq": dlq, "send-sample": send_sample, "migrate": migrate}
+    return await handlers[args.command](args, settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    args.json = getattr(args, "json", False)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return USAGE
+    configure_logging(settings.log_level, stream=sys.stderr)
+    try:
+        return asyncio.run(run(args, settings))
+    except Failed as exc:
+        print(f"ingestctl: {exc}", file=sys.stderr)
+        return exc.code
+    except DataRejected as exc:
+        print(f"ingestctl: refused: {exc}", file=sys.stderr)
+        return TROUBLE
+    except (StorageUnavailable, OSError) as exc:
+        print(f"ingestctl: database unavailable: {exc}", file=sys.stderr)
+        return UNAVAILABLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
