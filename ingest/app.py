@@ -106,6 +106,7 @@ def create_app(
         publisher=publisher,
         direct=processor.process,
         on_accepted=metrics.observe_acceptance,
+        on_publish_seconds=metrics.publish_latency.observe,
     )
 
     async def read_status() -> Mapping[str, Any]:
@@ -126,7 +127,7 @@ def create_app(
 
     routes: list[BaseRoute] = [
         *health_routes(backend),
-        *webhook.routes(settings, producer),
+        *webhook.routes(settings, producer, metrics),
         *internal.routes(settings, producer),
         *consumer_routes(consumer, processor, backend, metrics.observe_consumer_status),
         *metrics_routes(metrics, read_status, settings.metrics_token),

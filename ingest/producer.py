@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -52,12 +53,14 @@ class Producer:
         publisher: Publisher | None,
         direct: DirectProcess,
         on_accepted: Callable[[Acceptance], None] | None = None,
+        on_publish_seconds: Callable[[float], None] | None = None,
     ) -> None:
         self._backend = backend
         self._limits = dataclasses.asdict(limits)
         self._publisher = publisher
         self._direct = direct
         self._on_accepted = on_accepted
+        self._on_publish_seconds = on_publish_seconds
 
     async def accept(self, events: Sequence[Event]) -> Acceptance:
         if not events:
@@ -121,7 +124,10 @@ class Producer:
     async def _publish(self, events: list[Event]) -> dict[str, str]:
         if not events or self._publisher is None:
             return {}
+        started = time.perf_counter()
         published = await self._publisher.publish(events)
+        if self._on_publish_seconds is not None:
+            self._on_publish_seconds(time.perf_counter() - started)
         if published:
             await self._settle(list(published), "published", list(published.values()))
         return published

@@ -22,6 +22,7 @@ from contracts import Event, EventKind
 from contracts.http import BodyTooLarge, answer, is_json_content_type, read_body
 from ingest import meta_signature
 from ingest.acceptance import EventSink, NotAccepted
+from ingest.metrics import Metrics
 from ingest.parser import is_envelope, parse_delivery
 from ingest.settings import Settings
 
@@ -30,7 +31,7 @@ PATH = "/api/webhooks/instagram"
 log = structlog.get_logger(__name__)
 
 
-def routes(settings: Settings, sink: EventSink) -> list[BaseRoute]:
+def routes(settings: Settings, sink: EventSink, metrics: Metrics | None = None) -> list[BaseRoute]:
     verify_token = settings.meta_verify_token.reveal().encode()
     secrets = settings.meta_app_secrets
     max_bytes = settings.max_body_bytes
@@ -68,11 +69,19 @@ def routes(settings: Settings, sink: EventSink) -> list[BaseRoute]:
             return _reject(400, "bad_request", "not a webhook envelope (no entry array)")
         events = parse_delivery(payload)
         _log_delivery(payload.get("object"), events)
+        if metrics is not None:
+            for event in events:
+                metrics.webhook_events.labels(event.kind.value).inc()
         return await _hand_over(sink, events)
 
     async def endpoint(request: Request) -> Response:
         # One route for both methods, so a 405 lists every allowed method in `Allow`.
-        return await (handshake if request.method in ("GET", "HEAD") else deliver)(request)
+        if request.method in ("GET", "HEAD"):
+            return await handshake(request)
+        response = await deliver(request)
+        if metrics is not None:
+            metrics.webhook_deliveries.labels(str(response.status_code)).inc()
+        return response
 
     return [Route(PATH, endpoint, methods=["GET", "POST"])]
 

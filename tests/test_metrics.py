@@ -1,0 +1,83 @@
+"""`/metrics` after a known sequence shows exactly the expected counts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from consumers.errors import NON_RETRYABLE_HEADER
+from contracts import event_to_json
+from ingest.app import create_app
+from ingest.settings import Settings
+from storage.postgres import PostgresBackend
+from tests.conftest import open_client
+from tests.test_consumer import deliver, fixture_events
+from tests.test_producer import post, text_message
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+async def test_scrape_after_a_known_sequence(
+    client: httpx.AsyncClient, backend: PostgresBackend
+) -> None:
+    await post(client, text_message("m_1"))  # direct
+    await post(client, text_message("m_1"))  # duplicate
+    await client.post(
+        "/api/webhooks/instagram", content=b"{}", headers={"Content-Type": "application/json"}
+    )
+    (event,) = fixture_events("reaction")
+    await deliver(client, event_to_json(event))  # 200
+    assert (await deliver(client, b'{"v":9}')).headers[NON_RETRYABLE_HEADER] == "true"  # 489
+    await backend.call("ingest_set_kill_switch", {"p_active": True, "p_reason": "t", "p_by": "t"})
+    await post(client, text_message("m_2"))  # held
+
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    got = samples(response.text)
+    assert got[("ingest_webhook_deliveries_total", (("status", "200"),))] == 3
+    assert got[("ingest_webhook_deliveries_total", (("status", "401"),))] == 1
+    assert got[("ingest_webhook_events_total", (("kind", "message"),))] == 3
+    assert got[("ingest_admissions_total", (("outcome", "direct"),))] == 1
+    assert got[("ingest_admissions_total", (("outcome", "duplicate"),))] == 1
+    assert got[("ingest_admissions_total", (("outcome", "held"),))] == 1
+    assert got[("ingest_consumer_deliveries_total", (("status_class", "2xx"),))] == 1
+    assert got[("ingest_consumer_deliveries_total", (("status_class", "4xx"),))] == 1
+    assert got[("ingest_held_events", ())] == 1
+    assert got[("ingest_kill_switch_active", ())] == 1
+    assert got[("ingest_breaker_tripped", ())] == 0
+    assert "1234567890123456" not in response.text  # no user IDs as labels
+
+
+async def test_publish_latency_is_observed(
+    qstash_settings: Callable[..., Settings], qstash: Any
+) -> None:
+    async for client in open_client(create_app(qstash_settings())):
+        await post(client, text_message("m_lat"))
+        got = samples((await client.get("/metrics")).text)
+    assert got[("ingest_qstash_publish_seconds_count", ())] == 1
+
+
+async def test_metrics_token_protects_the_scrape(make_settings: Callable[..., Settings]) -> None:
+    async for client in open_client(create_app(make_settings(METRICS_TOKEN="scrape-me"))):
+        assert (await client.get("/metrics")).status_code == 401
+        authorised = await client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+        assert authorised.status_code == 200
+
+
+async def test_scrape_survives_a_database_outage(client: httpx.AsyncClient, pg_server: Any) -> None:
+    pg_server.stop()
+    try:
+        response = await client.get("/metrics")
+    finally:
+        pg_server.start()
+    assert response.status_code == 200
