@@ -33,14 +33,19 @@ from ingest.publisher import PublishConfig, QStashPublisher
 from ingest.settings import Settings
 from storage import Backend, StorageUnavailable
 from storage.postgres import PostgresBackend
+from storage.supabase import SupabaseBackend
 
 log = structlog.get_logger(__name__)
 
 
-def make_backend(settings: Settings) -> Backend:
+def make_backend(settings: Settings, http: httpx.AsyncClient | None = None) -> Backend:
     """Direct Postgres when `DATABASE_URL` is set (fastest), else Supabase's REST `rpc`."""
     if settings.database_url is not None:
         return PostgresBackend(settings.database_url.reveal())
+    if settings.supabase_url is not None and settings.supabase_service_role_key is not None:
+        return SupabaseBackend(
+            settings.supabase_url, settings.supabase_service_role_key.reveal(), http
+        )
     raise RuntimeError(
         "no database configured: set DATABASE_URL, SUPABASE_URL, or run `python -m ingest` "
         "which starts the embedded database"
@@ -93,8 +98,8 @@ def create_app(
     backend: Backend | None = None,
     http: httpx.AsyncClient | None = None,
 ) -> Starlette:
-    backend = backend if backend is not None else make_backend(settings)
     http = http if http is not None else make_http_client()
+    backend = backend if backend is not None else make_backend(settings, http)
 
     base_url = settings.public_base_url or f"http://localhost:{settings.port}"
     metrics = Metrics()
