@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from consumers.enrichment import ProfileEnricher
 from consumers.instagram import ConsumerConfig
 from consumers.instagram import routes as consumer_routes
 from consumers.processing import Processor
@@ -73,6 +74,20 @@ def make_publisher(settings: Settings, base_url: str) -> QStashPublisher | None:
     return QStashPublisher(client, config)
 
 
+def make_enricher(
+    settings: Settings, backend: Backend, http: httpx.AsyncClient
+) -> ProfileEnricher | None:
+    """None without `INSTAGRAM_ACCESS_TOKEN`: profiles then hold what webhooks tell."""
+    if settings.instagram_access_token is None:
+        return None
+    return ProfileEnricher(
+        backend,
+        http,
+        token=settings.instagram_access_token.reveal(),
+        graph_url=settings.graph_api_url,
+    )
+
+
 def health_routes(backend: Backend) -> list[BaseRoute]:
     async def healthz(request: Request) -> Response:
         """Liveness: no I/O, so a slow database never gets the process restarted."""
@@ -103,7 +118,8 @@ def create_app(
 
     base_url = settings.public_base_url or f"http://localhost:{settings.port}"
     metrics = Metrics()
-    processor = Processor(backend)
+    enricher = make_enricher(settings, backend, http)
+    processor = Processor(backend, after_store=enricher.schedule if enricher else None)
     publisher = make_publisher(settings, base_url)
     producer = Producer(
         backend,
@@ -149,6 +165,8 @@ def create_app(
         try:
             yield
         finally:
+            if enricher is not None:
+                await enricher.drain()
             await backend.close()
             await http.aclose()
             if publisher is not None:

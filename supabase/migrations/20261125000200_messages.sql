@@ -340,12 +340,16 @@ as $$
     select jsonb_build_object('claimed', exists (select 1 from claimed));
 $$;
 
-create or replace function public.ig_store_profile(p_igsid text, p_profile jsonb, p_error text)
+-- Store a fetched profile, or the error. p_retry releases the claim so that a later
+-- event tries again (transient failures); otherwise the next try waits the interval.
+create or replace function public.ig_store_profile(
+    p_igsid text, p_profile jsonb, p_error text, p_retry boolean)
 returns jsonb
 language sql
 as $$
     update public.ig_profiles
-    set name = coalesce(p_profile->>'name', name),
+    set enrichment_claimed_at = case when p_retry then null else enrichment_claimed_at end,
+        name = coalesce(p_profile->>'name', name),
         username = coalesce(p_profile->>'username', username),
         profile_pic = coalesce(p_profile->>'profile_pic', profile_pic),
         profile_pic_fetched_at = case when p_profile ? 'profile_pic' then now()

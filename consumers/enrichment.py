@@ -1,0 +1,181 @@
+"""Profile enrichment from the Graph API: useful, never required.
+
+A message is stored first; enrichment runs afterwards as a background task, so it
+adds nothing to Meta's or QStash's wait and can never fail the message. Each
+profile is fetched at most once per interval (a claim in the database, so every
+instance agrees). Errors follow INSTAGRAM.md §7: transient ones release the claim
+(a later event retries); rate limits pause all calls for a while; code 190 (token
+invalid or expired) stops calls until the token is replaced (a restart); other
+permanent errors are recorded and wait the full interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import structlog
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from contracts import Event, EventKind
+from storage import Backend, StorageError
+
+FIELDS = (
+    "name,username,profile_pic,follower_count,"
+    "is_user_follow_business,is_business_follow_user,is_verified_user"
+)
+RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, *range(80002, 80010)})
+TRANSIENT_CODES = frozenset({1, 2})
+TOKEN_INVALID = 190
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class GraphApiError(Exception):
+    """A Graph API error answer (`{"error": {"code", "is_transient", ...}}`)."""
+
+    status: int
+    code: int | None = None
+    transient: bool = False
+
+    @property
+    def retryable(self) -> bool:
+        return (
+            self.status >= 500
+            or self.transient
+            or self.code in TRANSIENT_CODES
+            or self.code in RATE_LIMIT_CODES
+        )
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.code in RATE_LIMIT_CODES or self.status == 429
+
+
+def _retry_now(exc: BaseException) -> bool:
+    """Within one enrichment: retry transport errors and transient 5xx, not rate limits."""
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, GraphApiError) and exc.retryable and not exc.rate_limited
+
+
+class ProfileEnricher:
+    def __init__(
+        self,
+        backend: Backend,
+        http: httpx.AsyncClient,
+        *,
+        token: str,
+        graph_url: str,
+        interval_seconds: int = 86_400,
+        timeout_seconds: float = 5.0,
+        pause_seconds: float = 300.0,
+    ) -> None:
+        self._backend = backend
+        self._http = http
+        self._token = token
+        self._graph_url = graph_url.rstrip("/")
+        self._interval = interval_seconds
+        self._timeout = timeout_seconds
+        self._pause = pause_seconds
+        self._paused_until = 0.0
+        self.token_invalid = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def schedule(self, event: Event) -> None:
+        """The processor's after-store hook: start enrichment, do not wait for it."""
+        igsid = _user_of(event)
+        if igsid is None or self.token_invalid or time.monotonic() < self._paused_until:
+            return
+        task = asyncio.create_task(self.enrich(igsid))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for enrichments under way (shutdown, tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def enrich(self, igsid: str) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                claim = await self._backend.call(
+                    "ig_claim_profile_enrichment",
+                    {"p_igsid": igsid, "p_interval_seconds": self._interval},
+                )
+                if not claim["claimed"]:
+                    return
+                try:
+                    profile = await self._fetch(igsid)
+                except (GraphApiError, httpx.HTTPError, TimeoutError) as exc:
+                    await self._record_failure(igsid, exc)
+                    return
+                await self._store(igsid, profile, None, retry=False)
+        except (StorageError, TimeoutError) as exc:
+            log.warning("enrichment_skipped", error=type(exc).__name__)
+
+    async def _fetch(self, igsid: str) -> dict[str, Any]:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_retry_now),
+            wait=wait_exponential(multiplier=0.2, max=1.0),
+            stop=stop_after_attempt(3),
+            reraise=True,
+        ):
+            with attempt:
+                response = await self._http.get(
+                    f"{self._graph_url}/{igsid}",
+                    params={"fields": FIELDS, "access_token": self._token},
+                )
+                if response.is_success:
+                    data: dict[str, Any] = response.json()
+                    return data
+                raise _graph_error(response)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _record_failure(self, igsid: str, exc: BaseException) -> None:
+        error = exc if isinstance(exc, GraphApiError) else GraphApiError(status=0, transient=True)
+        if error.code == TOKEN_INVALID:
+            self.token_invalid = True
+            log.error(
+                "graph_token_invalid", detail="profile calls stopped until the token is replaced"
+            )
+        elif error.rate_limited:
+            self._paused_until = time.monotonic() + self._pause
+            log.warning("graph_rate_limited", pause_seconds=self._pause, code=error.code)
+        retry = error.retryable or error.code == TOKEN_INVALID
+        await self._store(igsid, None, f"graph error {error.status}/{error.code}", retry=retry)
+
+    async def _store(
+        self, igsid: str, profile: dict[str, Any] | None, error: str | None, *, retry: bool
+    ) -> None:
+        await self._backend.call(
+            "ig_store_profile",
+            {"p_igsid": igsid, "p_profile": profile or {}, "p_error": error, "p_retry": retry},
+        )
+
+
+def _graph_error(response: httpx.Response) -> GraphApiError:
+    try:
+        body = response.json().get("error", {})
+    except ValueError:
+        body = {}
+    code = body.get("code") if isinstance(body, dict) else None
+    transient = bool(body.get("is_transient")) if isinstance(body, dict) else False
+    return GraphApiError(
+        status=response.status_code,
+        code=code if isinstance(code, int) else None,
+        transient=transient,
+    )
+
+
+def _user_of(event: Event) -> str | None:
+    """The Instagram user an event is about (not the business account itself)."""
+    if event.kind in (EventKind.CHANGE, EventKind.UNSUPPORTED):
+        return None
+    if event.sender_id and event.sender_id != event.account_id:
+        return event.sender_id
+    return event.recipient_id if event.recipient_id != event.account_id else None
