@@ -20,6 +20,7 @@ import structlog
 
 from contracts import EVENT_ADAPTER, Event, event_from_json, event_to_json
 from ingest.acceptance import Acceptance, NotAccepted
+from ingest.coalesce import Coalescer
 from ingest.settings import SafetyLimits
 from storage import Backend, StorageError
 
@@ -61,6 +62,13 @@ class Producer:
         self._direct = direct
         self._on_accepted = on_accepted
         self._on_publish_seconds = on_publish_seconds
+        # Concurrent deliveries share round trips: one admission, one mark for many.
+        self._admissions: Coalescer[dict[str, Any], dict[str, Any]] = Coalescer(
+            self._admit_all, max_items=500
+        )
+        self._marks: Coalescer[tuple[str, str], None] = Coalescer(
+            self._mark_published, max_items=500
+        )
 
     async def accept(self, events: Sequence[Event]) -> Acceptance:
         if not events:
@@ -99,12 +107,25 @@ class Producer:
         direct = await self._process_directly([e for e in events if e.dedup_id not in published])
         return Acceptance(published=len(published), direct=direct)
 
+    async def _admit_all(self, payload: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = await self._backend.call(
+            "ingest_admit", {"p_events": payload, "p_limits": self._limits}
+        )
+        return results
+
+    async def _mark_published(self, rows: list[tuple[str, str]]) -> list[None]:
+        dedup_ids = [dedup_id for dedup_id, _ in rows]
+        message_ids = [message_id for _, message_id in rows]
+        await self._backend.call(
+            "ingest_mark",
+            {"p_dedup_ids": dedup_ids, "p_state": "published", "p_message_ids": message_ids},
+        )
+        return [None] * len(rows)
+
     async def _admit(self, events: Sequence[Event]) -> Admission:
         payload = [event.model_dump(mode="json") for event in events]
         try:
-            results = await self._backend.call(
-                "ingest_admit", {"p_events": payload, "p_limits": self._limits}
-            )
+            results = await self._admissions.submit(payload)
         except StorageError as exc:
             raise NotAccepted(f"ledger unavailable: {exc}") from exc
         by_id = {event.dedup_id: event for event in events}
@@ -129,7 +150,11 @@ class Producer:
         if self._on_publish_seconds is not None:
             self._on_publish_seconds(time.perf_counter() - started)
         if published:
-            await self._settle(list(published), "published", list(published.values()))
+            try:
+                await self._marks.submit(list(published.items()))
+            except StorageError as exc:
+                # Rows stay `new` with a lease; see `_settle` for why nothing is lost.
+                log.warning("ledger_mark_failed", state="published", error=str(exc))
         return published
 
     async def _process_directly(self, events: list[Event]) -> int:

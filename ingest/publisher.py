@@ -37,6 +37,7 @@ from tenacity import (
 )
 
 from contracts import Event
+from ingest.coalesce import Coalescer
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +45,7 @@ CONSUMER_PATH = "/api/qstash/instagram-ingestion"
 FAILURE_PATH = "/api/qstash/failures"
 ATTEMPT_TIMEOUT = "30s"
 ATTEMPT_RETRIES = 3
+BATCH_LIMIT = 100  # messages per /v2/batch request; larger deliveries take several
 _STATUS = re.compile(r"status: (\d{3})")
 
 
@@ -153,6 +155,12 @@ class QStashPublisher:
         return {event.dedup_id: response.message_id}
 
     async def _publish_batch(self, events: Sequence[Event]) -> dict[str, str]:
+        published: dict[str, str] = {}
+        for start in range(0, len(events), BATCH_LIMIT):
+            published |= await self._publish_chunk(events[start : start + BATCH_LIMIT])
+        return published
+
+    async def _publish_chunk(self, events: Sequence[Event]) -> dict[str, str]:
         body = prepare_batch_message_body([self._request(event) for event in events])
         answer: list[Any] = await self._client.http.request(
             path="/v2/batch",
@@ -171,3 +179,26 @@ class QStashPublisher:
     async def aclose(self) -> None:
         """qstash-py owns an httpx client of its own; close it with the app."""
         await self._client.http._client.aclose()
+
+
+class CoalescingPublisher:
+    """Concurrent deliveries share QStash calls (see `ingest.coalesce`).
+
+    Each caller gets back only its own events' outcomes, so the producer's fallback
+    still works per event.
+    """
+
+    def __init__(self, inner: QStashPublisher, *, max_batch: int = BATCH_LIMIT) -> None:
+        self._inner = inner
+        self._coalescer: Coalescer[Event, str | None] = Coalescer(self._call, max_items=max_batch)
+
+    async def _call(self, events: list[Event]) -> list[str | None]:
+        published = await self._inner.publish(events)
+        return [published.get(event.dedup_id) for event in events]
+
+    async def publish(self, events: Sequence[Event]) -> dict[str, str]:
+        message_ids = await self._coalescer.submit(events)
+        return {e.dedup_id: m for e, m in zip(events, message_ids, strict=True) if m is not None}
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

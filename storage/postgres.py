@@ -15,6 +15,11 @@ from storage.errors import StorageError, StorageUnavailable, from_sqlstate
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
+async def _keep_connection(conn: asyncpg.Connection) -> None:
+    """Replaces asyncpg's reset on release (a round trip per call): our calls are single
+    autocommit statements that leave no session state behind to reset."""
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for type_name in ("json", "jsonb"):
         await conn.set_type_codec(
@@ -61,6 +66,7 @@ class PostgresBackend:
             min_size=0,
             max_size=self._max_size,
             init=_init_connection,
+            reset=_keep_connection,
             timeout=self._connect_timeout,
             command_timeout=self._timeout,
         )

@@ -32,11 +32,18 @@ create table if not exists public.safety_state (
     reason              text,
     changed_by          text,
     changed_at          timestamptz,
-    breaker_tripped_at  timestamptz,
-    breaker_reset_at    timestamptz not null default '-infinity'
+    breaker_tripped_at  timestamptz
 );
 insert into public.safety_state (id) values (true) on conflict do nothing;
 
+-- Admissions per 10-second bucket: the breaker sums at most ~61 rows instead of
+-- counting every ledger row of the window (which grows with traffic), under the lock.
+create table if not exists public.ingest_rate_buckets (
+    bucket   timestamptz primary key,
+    admitted integer not null
+);
+
+alter table public.ingest_rate_buckets enable row level security;
 alter table public.ingest_ledger enable row level security;
 alter table public.safety_state enable row level security;
 
@@ -56,6 +63,7 @@ declare
     v_daily    int := (p_limits->>'sender_daily_limit')::int;
     v_safety   public.safety_state;
     v_admitted int;
+    v_new      int;
     v_event    jsonb;
     v_row      public.ingest_ledger;
     v_sender   text;
@@ -80,10 +88,10 @@ begin
 
     -- Serialise admissions (all instances): dedup and the gate's counts are then exact.
     select * into v_safety from public.safety_state where id for update;
-    select count(*) into v_admitted
-    from public.ingest_ledger
-    where admitted_at > greatest(now() - v_window, v_safety.breaker_reset_at)
-      and state <> 'held';
+    select coalesce(sum(admitted), 0) into v_admitted
+    from public.ingest_rate_buckets
+    where bucket > now() - v_window - interval '10 seconds';
+    v_new := 0;
 
     for v_event in select e from jsonb_array_elements(p_events) e loop
         select * into v_row from public.ingest_ledger
@@ -141,12 +149,19 @@ begin
             case when v_reason is null then now() + v_lease end);
         if v_reason is null then
             v_admitted := v_admitted + 1;
+            v_new := v_new + 1;
         end if;
         v_out := v_out || jsonb_build_object(
             'dedup_id', v_event->>'dedup_id',
             'outcome', case when v_reason is null then 'new' else 'held' end,
             'reason', v_reason);
     end loop;
+    if v_new > 0 then
+        insert into public.ingest_rate_buckets (bucket, admitted)
+        values (date_bin('10 seconds', now(), timestamptz '2000-01-01'), v_new)
+        on conflict (bucket) do update set admitted = ingest_rate_buckets.admitted + excluded.admitted;
+        delete from public.ingest_rate_buckets where bucket < now() - interval '1 day';
+    end if;
     return v_out;
 end;
 $$;
@@ -196,17 +211,24 @@ $$;
 create or replace function public.ingest_set_kill_switch(
     p_active boolean, p_reason text, p_by text)
 returns jsonb
-language sql
+language plpgsql
 as $$
+declare
+    v_state jsonb;
+begin
     update public.safety_state
     set kill_switch = p_active,
         reason = p_reason,
         changed_by = p_by,
         changed_at = now(),
-        breaker_tripped_at = case when p_active then breaker_tripped_at end,
-        breaker_reset_at = case when p_active then breaker_reset_at else now() end
+        breaker_tripped_at = case when p_active then breaker_tripped_at end
     where id
-    returning to_jsonb(safety_state.*);
+    returning to_jsonb(safety_state.*) into v_state;
+    if not p_active then
+        delete from public.ingest_rate_buckets;
+    end if;
+    return v_state;
+end;
 $$;
 
 -- Claim held (or failed) events for replay: they become `new` with a lease, so the
