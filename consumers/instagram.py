@@ -90,7 +90,7 @@ def routes(
             )
         else:
             response = answer(200, outcome, dedup_id=event.dedup_id)
-            log.info("consumer_stored", outcome=outcome, dedup_id=event.dedup_id, retried=retried)
+            log.debug("consumer_stored", outcome=outcome, dedup_id=event.dedup_id, retried=retried)
         if observe is not None:
             observe(response.status_code)
         return response

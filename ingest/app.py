@@ -30,7 +30,7 @@ from ingest.logging import RequestContextMiddleware
 from ingest.metrics import Metrics
 from ingest.metrics import routes as metrics_routes
 from ingest.producer import Producer
-from ingest.publisher import PublishConfig, QStashPublisher
+from ingest.publisher import CoalescingPublisher, PublishConfig, QStashPublisher
 from ingest.settings import Settings
 from storage import Backend, StorageUnavailable
 from storage.postgres import PostgresBackend
@@ -61,7 +61,7 @@ def make_http_client() -> httpx.AsyncClient:
     )
 
 
-def make_publisher(settings: Settings, base_url: str) -> QStashPublisher | None:
+def make_publisher(settings: Settings, base_url: str) -> CoalescingPublisher | None:
     """None without `QSTASH_TOKEN`: events are then processed directly, by design."""
     if settings.qstash_token is None:
         return None
@@ -71,7 +71,7 @@ def make_publisher(settings: Settings, base_url: str) -> QStashPublisher | None:
         label=settings.qstash_label,
         budget_seconds=settings.publish_budget_seconds,
     )
-    return QStashPublisher(client, config)
+    return CoalescingPublisher(QStashPublisher(client, config))
 
 
 def make_enricher(

@@ -17,7 +17,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-
 class Coalescer(Generic[T, R]):
     def __init__(
         self, call: Callable[[list[T]], Awaitable[list[R]]], *, max_items: int = 100

@@ -114,7 +114,7 @@ def _reject(http_status: int, status: str, error: str) -> Response:
 
 def _log_delivery(envelope_object: object, events: list[Event]) -> None:
     kinds = Counter(str(event.kind) for event in events)
-    log.info("webhook_delivery", object=envelope_object, events=len(events), kinds=dict(kinds))
+    log.debug("webhook_delivery", object=envelope_object, events=len(events), kinds=dict(kinds))
     for event in events:
         if event.kind is EventKind.UNSUPPORTED:
             log.info(
