@@ -20,7 +20,7 @@ import uvicorn
 from ingest.app import create_app
 from ingest.base_url import resolve_base_url
 from ingest.logging import configure_logging
-from ingest.settings import Secret, Settings, SettingsError
+from ingest.settings import Secret, Settings, load_or_exit
 from storage.migrations import apply_migrations
 
 log = structlog.get_logger("ingest")
@@ -55,11 +55,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def main() -> int:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = load_or_exit()
     configure_logging(settings.log_level)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with ExitStack() as stack:

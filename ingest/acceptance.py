@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import structlog
+from starlette.responses import Response
+
 from contracts import Event
+from contracts.http import answer
+
+log = structlog.get_logger(__name__)
 
 
 class NotAccepted(Exception):
@@ -38,3 +44,27 @@ class EventSink(Protocol):
     async def accept(self, events: Sequence[Event]) -> Acceptance:
         """Durably accept every event or raise `NotAccepted`."""
         ...
+
+
+async def hand_over(sink: EventSink, events: Sequence[Event], *, caller: str) -> Response:
+    """Accept `events` and answer the caller: 200 with the counts, else 503 (send again).
+
+    Never a 500: anything unexpected still means "not durably accepted, redeliver".
+    """
+    try:
+        acceptance = await sink.accept(events)
+    except NotAccepted as exc:
+        log.warning("not_accepted", caller=caller, events=len(events), reason=str(exc))
+        return answer(503, "unavailable", "events not durably accepted; send them again")
+    except Exception:
+        log.exception("sink_failed", caller=caller, events=len(events))
+        return answer(503, "unavailable", "events not durably accepted; send them again")
+    return answer(
+        200,
+        "accepted",
+        events=len(events),
+        published=acceptance.published,
+        direct=acceptance.direct,
+        duplicate=acceptance.duplicate,
+        held=acceptance.held,
+    )

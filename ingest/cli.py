@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from ingest.logging import configure_logging
-from ingest.settings import Secret, Settings, SettingsError
+from ingest.settings import Secret, Settings, load_or_exit
 from storage import Backend, DataRejected, StorageUnavailable
 
 OK, TROUBLE, USAGE, UNAVAILABLE = 0, 1, 2, 3
@@ -321,11 +321,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     args.json = getattr(args, "json", False)
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return USAGE
+    settings = load_or_exit()
     configure_logging(settings.log_level, stream=sys.stderr)
     try:
         return asyncio.run(run(args, settings))

@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from contracts import EVENT_ADAPTER, EVENT_LIST_ADAPTER, Event
 from contracts.http import BodyTooLarge, answer, is_json_content_type, read_body
-from ingest.acceptance import EventSink, NotAccepted
+from ingest.acceptance import EventSink, hand_over
 from ingest.settings import Settings
 
 PATH = "/api/internal/ingest-event"
@@ -50,20 +50,7 @@ def routes(settings: Settings, sink: EventSink) -> list[BaseRoute]:
             return answer(422, "invalid", "not contract events", details=_summary(exc))
         except ValueError as exc:
             return answer(422, "invalid", str(exc))
-        try:
-            acceptance = await sink.accept(events)
-        except NotAccepted as exc:
-            log.warning("internal_not_accepted", events=len(events), reason=str(exc))
-            return answer(503, "unavailable", "events not durably accepted; retry")
-        return answer(
-            200,
-            "accepted",
-            events=len(events),
-            published=acceptance.published,
-            direct=acceptance.direct,
-            duplicate=acceptance.duplicate,
-            held=acceptance.held,
-        )
+        return await hand_over(sink, events, caller="internal")
 
     return [Route(PATH, ingest_event, methods=["POST"])]
 

@@ -20,7 +20,7 @@ from tenacity import (
 )
 
 from ingest.logging import configure_logging
-from ingest.settings import Settings, SettingsError
+from ingest.settings import load_or_exit
 from storage.migrations import apply_migrations
 
 log = structlog.get_logger(__name__)
@@ -41,11 +41,7 @@ async def wait_and_migrate(dsn: str, *, max_wait_seconds: float = 60.0) -> list[
 
 
 def main() -> int:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = load_or_exit()
     configure_logging(settings.log_level)
     if settings.database_url is None:
         log.warning(

@@ -9,6 +9,7 @@ traceback ever shows them.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -125,6 +126,15 @@ class Settings:
             env_path = None
         config = Config(env_file=env_path, environ=dict(os.environ if environ is None else environ))
         return _Reader(config).settings()
+
+
+def load_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
+    """For entry points: the settings, or the message naming the variable and exit status 2."""
+    try:
+        return Settings.from_env(environ)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 class _Reader:

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 from contracts import Event, EventKind
 from contracts.http import BodyTooLarge, answer, is_json_content_type, read_body
 from ingest import meta_signature
-from ingest.acceptance import EventSink, NotAccepted
+from ingest.acceptance import EventSink, hand_over
 from ingest.metrics import Metrics
 from ingest.parser import is_envelope, parse_delivery
 from ingest.settings import Settings
@@ -72,7 +72,7 @@ def routes(settings: Settings, sink: EventSink, metrics: Metrics | None = None) 
         if metrics is not None:
             for event in events:
                 metrics.webhook_events.labels(event.kind.value).inc()
-        return await _hand_over(sink, events)
+        return await hand_over(sink, events, caller="meta")
 
     async def endpoint(request: Request) -> Response:
         # One route for both methods, so a 405 lists every allowed method in `Allow`.
@@ -84,27 +84,6 @@ def routes(settings: Settings, sink: EventSink, metrics: Metrics | None = None) 
         return response
 
     return [Route(PATH, endpoint, methods=["GET", "POST"])]
-
-
-async def _hand_over(sink: EventSink, events: list[Event]) -> Response:
-    try:
-        acceptance = await sink.accept(events)
-    except NotAccepted as exc:
-        log.warning("webhook_not_accepted", events=len(events), reason=str(exc))
-        return answer(503, "unavailable", "events not durably accepted; redeliver")
-    except Exception:
-        # Never a 500 to Meta: anything unexpected still means "redeliver later".
-        log.exception("webhook_sink_failed", events=len(events))
-        return answer(503, "unavailable", "events not durably accepted; redeliver")
-    return answer(
-        200,
-        "accepted",
-        events=len(events),
-        published=acceptance.published,
-        direct=acceptance.direct,
-        duplicate=acceptance.duplicate,
-        held=acceptance.held,
-    )
 
 
 def _reject(http_status: int, status: str, error: str) -> Response:
