@@ -17,6 +17,7 @@ import pytest
 
 from contracts import MessageEvent, event_from_json
 from ingest.app import create_app
+from ingest.parser import parse_delivery
 from ingest.settings import Settings
 from storage.postgres import PostgresBackend
 from tests.conftest import PUBLIC_BASE_URL, QSTASH_CURRENT_KEY, open_client
@@ -255,10 +256,7 @@ async def test_process_killed_between_admission_and_publish_is_readmitted_after_
 ) -> None:
     settings = qstash_settings(LEDGER_LEASE_SECONDS="1")
     body = text_message("m_crash")
-    payload = json.loads(body)
-    from ingest.parser import parse_delivery
-
-    (event,) = parse_delivery(payload)
+    (event,) = parse_delivery(json.loads(body))
     admitted = await backend.call(
         "ingest_admit",
         {"p_events": [event.model_dump(mode="json")], "p_limits": _limits(lease_seconds=1)},
@@ -303,3 +301,35 @@ async def test_meta_to_qstash_to_consumer_stores_each_message_once(
     )
     assert published == 4
     assert isinstance(event_from_json(qstash.messages[0].body), MessageEvent)
+
+
+async def test_a_deduplicated_answer_from_qstash_counts_as_published(
+    client: httpx.AsyncClient, qstash: Any, qstash_server: tuple[Any, str], backend: PostgresBackend
+) -> None:
+    """A publish that QStash already had (e.g. a lease-expired re-admission within its
+    10-minute window) answers 202 deduplicated: the row is settled, not processed again."""
+    body = text_message("m_dedup")
+    (event,) = parse_delivery(json.loads(body))
+    await backend.call(
+        "ingest_admit",
+        {"p_events": [event.model_dump(mode="json")], "p_limits": _limits(lease_seconds=1)},
+    )
+    await post(client, body)  # within the lease: duplicate, nothing published
+    assert qstash.requests == []
+    from qstash import AsyncQStash
+
+    from tests.doubles.qstash import TOKEN
+
+    raw = AsyncQStash(TOKEN, retry=False, base_url=qstash_server[1])
+    first = await raw.message.publish_json(
+        url=f"{PUBLIC_BASE_URL}{CONSUMER}", body={}, deduplication_id=event.dedup_id
+    )
+    await raw.http._client.aclose()
+    await asyncio.sleep(1.1)
+    response = await post(client, body)  # lease expired: re-admitted, QStash deduplicates
+    assert response.json()["published"] == 1
+    assert len(qstash.messages) == 1
+    ledger = await backend.pool.fetchrow("select state, qstash_message_id from ingest_ledger")
+    assert ledger is not None
+    assert (ledger["state"], ledger["qstash_message_id"]) == ("published", first.message_id)
+    assert await backend.pool.fetchval("select count(*) from ig_messages") == 0
