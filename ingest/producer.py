@@ -153,7 +153,8 @@ class Producer:
             try:
                 await self._marks.submit(list(published.items()))
             except StorageError as exc:
-                # Rows stay `new` with a lease; see `_settle` for why nothing is lost.
+                # Rows stay `new` with a lease; a redelivery after it is re-published with the
+                # same dedup ID, which QStash absorbs within its window.
                 log.warning("ledger_mark_failed", state="published", error=str(exc))
         return published
 
@@ -170,25 +171,23 @@ class Producer:
                 log.warning("direct_processing_failed", dedup_id=event.dedup_id, error=str(exc))
                 failed.append(event.dedup_id)
         if done:
-            await self._settle(done, "direct")
+            await self._mark_direct(done)
         if failed:
             await self._release(failed)
             raise NotAccepted(f"{len(failed)} event(s) could neither be published nor processed")
         return len(done)
 
-    async def _settle(
-        self, dedup_ids: list[str], state: str, message_ids: list[str] | None = None
-    ) -> None:
-        """Mark rows settled. If this write fails the rows stay `new` with a lease, and a
-        redelivery after the lease re-admits them: at worst one extra publish, which
-        QStash's own dedup ID absorbs within its window."""
+    async def _mark_direct(self, dedup_ids: list[str]) -> None:
+        """Mark rows processed in-process. If this write fails the rows stay `new` with a
+        lease, and a redelivery after the lease re-admits them: processing is idempotent,
+        so nothing is stored twice."""
         try:
             await self._backend.call(
                 "ingest_mark",
-                {"p_dedup_ids": dedup_ids, "p_state": state, "p_message_ids": message_ids},
+                {"p_dedup_ids": dedup_ids, "p_state": "direct", "p_message_ids": None},
             )
         except StorageError as exc:
-            log.warning("ledger_mark_failed", state=state, events=len(dedup_ids), error=str(exc))
+            log.warning("ledger_mark_failed", state="direct", events=len(dedup_ids), error=str(exc))
 
     async def _release(self, dedup_ids: list[str]) -> None:
         try:
