@@ -32,7 +32,7 @@ from ingest.metrics import routes as metrics_routes
 from ingest.producer import Producer
 from ingest.publisher import CoalescingPublisher, PublishConfig, QStashPublisher
 from ingest.settings import Settings
-from storage import Backend, StorageUnavailable
+from storage import Backend, StorageError
 from storage.postgres import PostgresBackend
 from storage.supabase import SupabaseBackend
 
@@ -96,7 +96,7 @@ def health_routes(backend: Backend) -> list[BaseRoute]:
     async def readyz(request: Request) -> Response:
         try:
             await backend.ping()
-        except StorageUnavailable as exc:
+        except StorageError as exc:  # any failure to answer means "not ready", never a 500
             log.warning("readyz_database_unavailable", error=str(exc))
             return answer(503, "unavailable", "database unavailable")
         return answer(200, "ready")

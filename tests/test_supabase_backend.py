@@ -155,3 +155,10 @@ async def test_wrong_key_is_refused_and_retryable(
     with pytest.raises(StorageUnavailable, match="PGRST301"):
         await backend.call("ingest_status", {})
     await http.aclose()
+
+
+async def test_readyz_is_503_whatever_postgrest_refuses_with(
+    client: httpx.AsyncClient, postgrest: PostgrestDouble
+) -> None:
+    postgrest.answer_next(400, {"code": "PGRST100", "message": "x", "details": None, "hint": None})
+    assert (await client.get("/readyz")).status_code == 503
