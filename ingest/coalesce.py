@@ -5,6 +5,11 @@ flight queue up, and the next call carries all of them (up to `max_items`). Alon
 a caller pays what it paid before; under load, N round trips become a few. Results
 are positional, so each caller gets exactly the results of its own items, even when
 two callers submit the same item (the second sees the first's effect, as in SQL).
+
+A shared call that fails fails every caller in it, which is right when the failure is
+shared (the database is down) and wrong when one caller's items caused it. Given
+`isolate`, a failure it recognises is retried once per caller, alone, so only the
+caller whose items are at fault sees it.
 """
 
 from __future__ import annotations
@@ -19,10 +24,15 @@ R = TypeVar("R")
 
 class Coalescer(Generic[T, R]):
     def __init__(
-        self, call: Callable[[list[T]], Awaitable[list[R]]], *, max_items: int = 100
+        self,
+        call: Callable[[list[T]], Awaitable[list[R]]],
+        *,
+        max_items: int = 100,
+        isolate: Callable[[Exception], bool] | None = None,
     ) -> None:
         self._call = call
         self._max_items = max_items
+        self._isolate = isolate
         self._queue: list[tuple[Sequence[T], asyncio.Future[list[R]]]] = []
         self._task: asyncio.Task[None] | None = None  # referenced, so it is not collected
 
@@ -44,8 +54,12 @@ class Coalescer(Generic[T, R]):
         items = [item for own, _ in batch for item in own]
         try:
             results = await self._call(items)
-        except Exception as exc:  # every waiting caller learns of it
-            for _, future in batch:
+        except Exception as exc:
+            if len(batch) > 1 and self._isolate is not None and self._isolate(exc):
+                for single in batch:
+                    await self._flush([single])
+                return
+            for _, future in batch:  # every waiting caller learns of it
                 if not future.done():
                     future.set_exception(exc)
             return

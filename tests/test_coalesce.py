@@ -86,3 +86,39 @@ async def test_a_cancelled_caller_does_not_break_the_others() -> None:
     assert await survivor == [30]
     with pytest.raises(asyncio.CancelledError):
         await doomed
+
+
+class Poisoned:
+    """Fails any call that carries the item 13, as a database refuses one bad row."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[int]] = []
+
+    async def __call__(self, items: list[int]) -> list[int]:
+        self.calls.append(items)
+        await asyncio.sleep(0.01)
+        if 13 in items:
+            raise ValueError("refused: 13")
+        return items
+
+
+async def test_an_isolated_failure_reaches_only_the_caller_whose_items_caused_it() -> None:
+    call = Poisoned()
+    coalescer = Coalescer(call, isolate=lambda exc: isinstance(exc, ValueError))
+    results = await asyncio.gather(
+        *(coalescer.submit([n]) for n in (1, 13, 2)), return_exceptions=True
+    )
+    assert results[0] == [1]
+    assert isinstance(results[1], ValueError)
+    assert results[2] == [2]
+    assert call.calls == [[1, 13, 2], [1], [13], [2]]
+
+
+async def test_a_shared_failure_is_not_retried_per_caller() -> None:
+    call = Recorder(fail=True)
+    coalescer = Coalescer(call, isolate=lambda exc: isinstance(exc, ValueError))
+    results = await asyncio.gather(
+        *(coalescer.submit([n]) for n in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert len(call.calls) == 1
