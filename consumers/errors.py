@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from consumers.signature import SignatureError
+from contracts import describe_error
 from contracts.http import BodyTooLarge, answer
 from storage import DataRejected, StorageUnavailable
 
@@ -82,9 +83,5 @@ def respond(exc: BaseException, permanent_status: int) -> Response:
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
-        errors = exc.errors()
-        if not errors:
-            return "not a v1 contract event"
-        where = ".".join(str(part) for part in errors[0]["loc"])
-        return f"not a v1 contract event: {where}: {errors[0]['msg']}"
+        return describe_error(exc)
     return f"{type(exc).__name__}: {exc}"[:300]

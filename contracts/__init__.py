@@ -18,6 +18,7 @@ from contracts.events import (
     Story,
     UnsendEvent,
     UnsupportedEvent,
+    describe_error,
     event_from_json,
     event_to_json,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "UnsendEvent",
     "UnsupportedEvent",
     "dedup_id",
+    "describe_error",
     "event_from_json",
     "event_to_json",
 ]

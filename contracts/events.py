@@ -14,7 +14,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, computed_field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, computed_field
 
 from contracts.dedup import dedup_id
 
@@ -171,3 +171,12 @@ def event_to_json(event: Event) -> bytes:
 def event_from_json(data: bytes | str) -> Event:
     """Raises `pydantic.ValidationError` on anything that is not a v1 event."""
     return EVENT_ADAPTER.validate_json(data)
+
+
+def describe_error(exc: ValidationError) -> str:
+    """Where and what is wrong, never the input itself (it may hold message text)."""
+    errors = exc.errors(include_input=False, include_url=False)
+    if not errors:
+        return "not a v1 contract event"
+    where = ".".join(str(part) for part in errors[0]["loc"])
+    return f"not a v1 contract event: {where}: {errors[0]['msg']}"[:300]
