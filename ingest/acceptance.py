@@ -1,10 +1,10 @@
-"""What the webhook asks of the producer, and what the producer promises back.
+"""What the edge asks of admission, and what admission promises back.
 
-The webhook answers Meta 200 only when `accept` returns: by then every event is
-durably recorded (published to QStash, processed directly, held by the safety
-gate, or already known). Anything less raises `NotAccepted`, the webhook answers
-503, and Meta redelivers. Kept apart from the producer so the edge can be tested
-against any sink.
+The webhook answers Meta 200 once `accept` returns: by then every event of the
+delivery is committed in the ledger (new, already known, or recorded as failed
+with its raw), and the relay owns it until it is settled. Anything less raises
+`NotAccepted`, the edge answers 503, and Meta redelivers. Kept apart from the
+admission so the edge can be tested against any sink.
 """
 
 from __future__ import annotations
@@ -23,26 +23,29 @@ log = structlog.get_logger(__name__)
 
 
 class NotAccepted(Exception):
-    """At least one event is not durably accepted; the sender must redeliver."""
+    """At least one event is not durably recorded; the sender must redeliver."""
 
 
 @dataclass(frozen=True, slots=True)
 class Acceptance:
-    """How the events of one delivery were accepted, by outcome."""
+    """How the events of one delivery were recorded, by outcome.
 
-    published: int = 0
-    direct: int = 0
+    `failed`: the database refused the event itself; its raw is kept in the ledger as a
+    `failed` row with the reason (visible in `ingestctl status`), so it is not lost.
+    """
+
+    new: int = 0
     duplicate: int = 0
-    held: int = 0
+    failed: int = 0
 
     @property
     def total(self) -> int:
-        return self.published + self.direct + self.duplicate + self.held
+        return self.new + self.duplicate + self.failed
 
 
 class EventSink(Protocol):
     async def accept(self, events: Sequence[Event]) -> Acceptance:
-        """Durably accept every event or raise `NotAccepted`."""
+        """Durably record every event or raise `NotAccepted`."""
         ...
 
 
@@ -54,7 +57,7 @@ async def hand_over(sink: EventSink, events: Sequence[Event], *, caller: str) ->
     try:
         acceptance = await sink.accept(events)
     except NotAccepted as exc:
-        log.warning("not_accepted", caller=caller, events=len(events), reason=str(exc))
+        log.warning("not_accepted", caller=caller, events=len(events), reason=str(exc)[:300])
         return answer(503, "unavailable", "events not durably accepted; send them again")
     except Exception:
         log.exception("sink_failed", caller=caller, events=len(events))
@@ -63,8 +66,7 @@ async def hand_over(sink: EventSink, events: Sequence[Event], *, caller: str) ->
         200,
         "accepted",
         events=len(events),
-        published=acceptance.published,
-        direct=acceptance.direct,
+        new=acceptance.new,
         duplicate=acceptance.duplicate,
-        held=acceptance.held,
+        failed=acceptance.failed,
     )

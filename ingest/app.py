@@ -7,13 +7,13 @@ loop (the database pool, the HTTP client). Nothing is global.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import structlog
-from qstash import AsyncQStash
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -26,11 +26,12 @@ from consumers.instagram import routes as consumer_routes
 from consumers.processing import Processor
 from contracts.http import answer
 from ingest import internal, webhook
+from ingest.admission import Admission
 from ingest.logging import RequestContextMiddleware
 from ingest.metrics import Metrics
 from ingest.metrics import routes as metrics_routes
-from ingest.producer import Producer
-from ingest.publisher import CoalescingPublisher, PublishConfig, QStashPublisher
+from ingest.publisher import PublishConfig, QStashPublisher
+from ingest.relay import PassResult, Relay, RelayConfig
 from ingest.settings import Settings
 from storage import Backend, StorageError
 from storage.postgres import PostgresBackend
@@ -61,17 +62,43 @@ def make_http_client() -> httpx.AsyncClient:
     )
 
 
-def make_publisher(settings: Settings, base_url: str) -> CoalescingPublisher | None:
+def make_publisher(
+    settings: Settings, base_url: str, http: httpx.AsyncClient
+) -> QStashPublisher | None:
     """None without `QSTASH_TOKEN`: events are then processed directly, by design."""
     if settings.qstash_token is None:
         return None
-    client = AsyncQStash(settings.qstash_token.reveal(), retry=False, base_url=settings.qstash_url)
     config = PublishConfig(
+        qstash_url=settings.qstash_url,
+        token=settings.qstash_token.reveal(),
         base_url=base_url,
         label=settings.qstash_label,
         budget_seconds=settings.publish_budget_seconds,
     )
-    return CoalescingPublisher(QStashPublisher(client, config))
+    return QStashPublisher(http, config)
+
+
+def make_relay(
+    settings: Settings,
+    backend: Backend,
+    processor: Processor,
+    http: httpx.AsyncClient,
+    *,
+    on_pass: Callable[[PassResult], None] | None = None,
+) -> Relay:
+    """The relay as the service runs it (and `ingestctl relay`, `ingestctl replay`)."""
+    base_url = settings.public_base_url or f"http://localhost:{settings.port}"
+    return Relay(
+        backend,
+        settings.safety,
+        publisher=make_publisher(settings, base_url, http),
+        direct=processor.process,
+        config=RelayConfig(
+            lease_seconds=settings.safety.lease_seconds,
+            sweep_seconds=settings.relay_sweep_seconds,
+        ),
+        on_pass=on_pass,
+    )
 
 
 def make_enricher(
@@ -120,15 +147,8 @@ def create_app(
     metrics = Metrics()
     enricher = make_enricher(settings, backend, http)
     processor = Processor(backend, after_store=enricher.schedule if enricher else None)
-    publisher = make_publisher(settings, base_url)
-    producer = Producer(
-        backend,
-        settings.safety,
-        publisher=publisher,
-        direct=processor.process,
-        on_accepted=metrics.observe_acceptance,
-        on_publish_seconds=metrics.publish_latency.observe,
-    )
+    relay = make_relay(settings, backend, processor, http, on_pass=metrics.observe_relay_pass)
+    admission = Admission(backend, on_new=relay.wake, on_accepted=metrics.observe_acceptance)
 
     async def read_status() -> Mapping[str, Any]:
         status: Mapping[str, Any] = await backend.call("ingest_status", {})
@@ -148,8 +168,8 @@ def create_app(
 
     routes: list[BaseRoute] = [
         *health_routes(backend),
-        *webhook.routes(settings, producer, metrics),
-        *internal.routes(settings, producer),
+        *webhook.routes(settings, admission, metrics),
+        *internal.routes(settings, admission),
         *consumer_routes(consumer, processor, backend, metrics.observe_consumer_status),
         *metrics_routes(metrics, read_status, settings.metrics_token),
     ]
@@ -157,6 +177,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await backend.open()
+        relaying = asyncio.create_task(relay.run(), name="relay")
         log.info(
             "started",
             env=settings.app_env.value,
@@ -165,12 +186,11 @@ def create_app(
         try:
             yield
         finally:
+            await _stop_relay(relay, relaying)
             if enricher is not None:
                 await enricher.drain()
             await backend.close()
             await http.aclose()
-            if publisher is not None:
-                await publisher.aclose()
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return answer(404, "not_found", "no such route")
@@ -187,6 +207,20 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: method_not_allowed},
     )
+
+
+async def _stop_relay(relay: Relay, task: asyncio.Task[None], grace: float = 10.0) -> None:
+    """Finish the pass under way, settle what this instance admitted last, then stop.
+    Whatever is still pending is claimed by another instance (or this one's successor)
+    once its lease ends."""
+    relay.stop()
+    try:
+        await asyncio.wait_for(task, grace)
+        await relay.drain(deadline_seconds=grace / 2)
+    except (TimeoutError, StorageError) as exc:
+        log.warning("relay_stopped_with_work_left", error=type(exc).__name__)
+    finally:
+        task.cancel()
 
 
 def app_from_env() -> Starlette:

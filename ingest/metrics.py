@@ -12,7 +12,7 @@ path pays nothing for them and every instance reports the same truth.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -21,14 +21,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from contracts import Event, EventKind
 from contracts.http import answer
 from ingest.acceptance import Acceptance
+from ingest.relay import PassResult
 from ingest.settings import Secret
 from storage import StorageError
 
 StatusReader = Callable[[], Awaitable[Mapping[str, Any]]]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 
 
 class Metrics:
@@ -46,16 +49,38 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        # Resolved once: `labels()` takes a lock and a dict lookup per call, on the hot path.
+        self._events_by_kind = {kind: self.webhook_events.labels(kind.value) for kind in EventKind}
         self.admissions = Counter(
             "ingest_admissions",
-            "Events accepted by the producer, by outcome (published, direct, duplicate, held).",
+            "Events recorded in the ledger, by outcome (new, duplicate, failed).",
             ["outcome"],
             registry=self.registry,
         )
         self.publish_latency = Histogram(
             "ingest_qstash_publish_seconds",
-            "Time of one QStash publish or batch call, retries included.",
+            "Time of one QStash batch call, retries included.",
             buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.relay_settled = Counter(
+            "ingest_relay_settled",
+            "Ledger rows the relay settled, by state (published, direct, held, failed) or "
+            "put back with a backoff (retried).",
+            ["state"],
+            registry=self.registry,
+        )
+        self.relay_lag = Histogram(
+            "ingest_relay_lag_seconds",
+            "Admission to settled (published, stored directly, held or failed).",
+            buckets=_LAG_BUCKETS,
+            registry=self.registry,
+        )
+        self.gate_refusals = Counter(
+            "ingest_gate_refusals",
+            "Events the safety gate did not let cost a QStash message, by reason; each was "
+            "stored directly (or held, with reason kill_switch in hold mode).",
+            ["reason"],
             registry=self.registry,
         )
         self.consumer_outcomes = Counter(
@@ -66,7 +91,17 @@ class Metrics:
         )
         self.held_events = Gauge(
             "ingest_held_events",
-            "Events held by the safety gate and not yet replayed.",
+            "Events held by the kill switch and not yet replayed.",
+            registry=self.registry,
+        )
+        self.pending_events = Gauge(
+            "ingest_pending_events",
+            "Admitted events the relay has not settled yet.",
+            registry=self.registry,
+        )
+        self.failed_events = Gauge(
+            "ingest_failed_events",
+            "Events that could not be stored (replayable with `ingestctl replay --failed`).",
             registry=self.registry,
         )
         self.kill_switch = Gauge(
@@ -80,11 +115,25 @@ class Metrics:
             registry=self.registry,
         )
 
+    def observe_events(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self._events_by_kind[event.kind].inc()
+
     def observe_acceptance(self, acceptance: Acceptance) -> None:
-        for outcome in ("published", "direct", "duplicate", "held"):
+        for outcome in ("new", "duplicate", "failed"):
             count = getattr(acceptance, outcome)
             if count:
                 self.admissions.labels(outcome).inc(count)
+
+    def observe_relay_pass(self, result: PassResult) -> None:
+        for state, count in result.settled.items():
+            self.relay_settled.labels(state).inc(count)
+        for reason, count in result.refusals.items():
+            self.gate_refusals.labels(reason).inc(count)
+        for lag in result.lags:
+            self.relay_lag.observe(lag)
+        for seconds in result.publish_seconds:
+            self.publish_latency.observe(seconds)
 
     def observe_consumer_status(self, status: int) -> None:
         self.consumer_outcomes.labels(f"{status // 100}xx").inc()
@@ -107,6 +156,8 @@ def routes(metrics: Metrics, read_status: StatusReader, token: Secret | None) ->
         except StorageError:  # a scrape must not fail because the database is down
             status = {}
         metrics.held_events.set(float(status.get("held", 0) or 0))
+        metrics.pending_events.set(float(status.get("pending", 0) or 0))
+        metrics.failed_events.set(float(status.get("failed", 0) or 0))
         metrics.kill_switch.set(1.0 if status.get("kill_switch") else 0.0)
         metrics.breaker_tripped.set(1.0 if status.get("breaker_tripped") else 0.0)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,43 +1,34 @@
-"""Publishing events to QStash with qstash-py, within a budget Meta can wait for.
+"""Publishing to QStash: one `/v2/batch` call per chunk of up to 100 events, within a budget.
 
 Every message carries its dedup ID, `Upstash-Timeout: 30s`, `Upstash-Retries: 3`,
-our label and the failure callback. qstash-py's own retries are off: they retry
-only transport errors, for ~11 s, never 5xx or 429. Ours (tenacity) retry
-connect errors, 5xx and 429 (honouring Retry-After) inside `budget_seconds` in all.
+our label and the failure callback. What the messages share (`template`) is spelled
+by qstash-py's own `prepare_batch_message_body` (its `batch_json` drops `label`);
+the ledger fills in each message's dedup ID and body when the relay claims them, so
+the relay forwards the batch as bytes. It is sent with our httpx client, so that
+every answer is read whole: status, `Retry-After`, `Burst-RateLimit-Reset`, and a
+body that may not be what it should.
 
-Two qstash-py 3.4 gaps are worked around here, on purpose and in one place:
-- `batch_json` drops `label` (its `convert_to_batch_messages` does not copy it), so
-  batches are built as `BatchRequest`s and serialised by qstash-py's own
-  `prepare_batch_message_body`, which does honour it;
-- `parse_batch_response` raises `KeyError` on an error item and loses the others,
-  so batch answers are read item by item: the items QStash accepted are
-  published, the others go back to the producer's fallback.
+Outcomes, per item: `Accepted` (QStash took it, perhaps as a duplicate it already
+had), `Refused` (QStash answered 4xx other than 429 for it: the relay stores it
+directly), or `None` (unknown: QStash unreachable, 5xx, 429, or an answer we cannot
+read, still so when the budget ran out). Retrying under the same dedup IDs is safe:
+QStash absorbs a repeat within its 10-minute window.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import email.utils
+import json
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import structlog
-from qstash import AsyncQStash
-from qstash.errors import QStashError, RateLimitExceededError
-from qstash.message import BatchRequest, PublishResponse, prepare_batch_message_body
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
-
-from contracts import Event
-from ingest.coalesce import Coalescer
+from qstash.message import BatchRequest, prepare_batch_message_body
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+from tenacity.wait import wait_exponential_jitter
 
 log = structlog.get_logger(__name__)
 
@@ -45,12 +36,14 @@ CONSUMER_PATH = "/api/qstash/instagram-ingestion"
 FAILURE_PATH = "/api/qstash/failures"
 ATTEMPT_TIMEOUT = "30s"
 ATTEMPT_RETRIES = 3
-BATCH_LIMIT = 100  # messages per /v2/batch request; larger deliveries take several
-_STATUS = re.compile(r"status: (\d{3})")
+BATCH_LIMIT = 100  # messages per /v2/batch request
+MAX_WAIT_SECONDS = 2.0  # one wait between tries; the whole budget is a few seconds
 
 
 @dataclass(frozen=True, slots=True)
 class PublishConfig:
+    qstash_url: str
+    token: str
     base_url: str
     label: str
     budget_seconds: float = 4.0
@@ -64,141 +57,134 @@ class PublishConfig:
         return self.base_url + FAILURE_PATH
 
 
-def _status_of(exc: BaseException) -> int | None:
-    match = _STATUS.search(str(exc))
-    return int(match.group(1)) if match else None
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    message_id: str
+    deduplicated: bool = False
 
 
-def is_retryable(exc: BaseException) -> bool:
-    """Transport errors, 429 and 5xx are worth another try; other 4xx never are."""
-    if isinstance(exc, httpx.TransportError | RateLimitExceededError):
-        return True
-    if isinstance(exc, QStashError):
-        status = _status_of(exc)
-        return status is not None and status >= 500
-    return False
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """QStash refused this message for good (a 4xx other than 429)."""
+
+    reason: str
 
 
-_backoff = wait_exponential_jitter(multiplier=0.1, max=1.0)
+Outcome = Accepted | Refused | None
+
+
+class QStashUnavailable(Exception):
+    """Worth another try: transport error, 5xx, 429, or an answer we cannot read."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+_backoff = wait_exponential_jitter(multiplier=0.05, max=1.0)
 
 
 def _wait(state: RetryCallState) -> float:
-    """Honour QStash's rate-limit reset (epoch seconds) when given; else jittered backoff.
-
-    Capped at 2 s: the whole budget is a few seconds, after which we fall back."""
+    """QStash's own hint when it gave one (Retry-After, rate-limit reset), else backoff."""
     exc = state.outcome.exception() if state.outcome else None
-    if isinstance(exc, RateLimitExceededError) and exc.reset:
-        try:
-            reset = float(exc.reset)
-        except ValueError:
-            reset = 0.0
-        delay = reset - time.time() if reset > 1e9 else reset
-        return min(max(delay, 0.0), 2.0)
+    if isinstance(exc, QStashUnavailable) and exc.retry_after is not None:
+        return min(max(exc.retry_after, 0.0), MAX_WAIT_SECONDS)
     return float(_backoff(state))
 
 
 class QStashPublisher:
-    """Implements `ingest.producer.Publisher`."""
-
-    def __init__(self, client: AsyncQStash, config: PublishConfig) -> None:
-        self._client = client
+    def __init__(self, http: httpx.AsyncClient, config: PublishConfig) -> None:
+        self._http = http
         self._config = config
-
-    def _request(self, event: Event) -> BatchRequest:
-        return {
-            "url": self._config.destination,
-            "body": event.model_dump_json(),
-            "content_type": "application/json",
-            "deduplication_id": event.dedup_id,
-            "retries": ATTEMPT_RETRIES,
-            "timeout": ATTEMPT_TIMEOUT,
-            "failure_callback": self._config.failure_callback,
-            "label": self._config.label,
+        self._url = config.qstash_url.rstrip("/") + "/v2/batch"
+        self._headers = {
+            "Authorization": f"Bearer {config.token}",
+            "Content-Type": "application/json",
         }
+        self.template: dict[str, str] = _template(config)
 
-    async def publish(self, events: Sequence[Event]) -> dict[str, str]:
-        """Return {dedup_id: message_id} for the events QStash took; {} when it took none."""
-        if not events:
-            return {}
+    async def publish(self, body: str, count: int) -> list[Outcome]:
+        """Send one `/v2/batch` body of `count` messages (at most `BATCH_LIMIT`), as built
+        from `template`; one outcome per message, in order."""
+        if not count:
+            return []
+        assert count <= BATCH_LIMIT
         try:
             async with asyncio.timeout(self._config.budget_seconds):
                 async for attempt in AsyncRetrying(
-                    retry=retry_if_exception(is_retryable),
+                    retry=retry_if_exception_type((QStashUnavailable, httpx.TransportError)),
                     wait=_wait,
-                    stop=stop_after_attempt(4),
                     reraise=True,
                 ):
                     with attempt:
-                        if len(events) == 1:
-                            return await self._publish_one(events[0])
-                        return await self._publish_batch(events)
-        except (TimeoutError, QStashError, httpx.HTTPError) as exc:
-            log.warning(
-                "qstash_publish_failed",
-                events=len(events),
-                status=_status_of(exc),
-                error=type(exc).__name__,
-            )
-        return {}
+                        return await self._send(body, count)
+        except (TimeoutError, QStashUnavailable, httpx.HTTPError) as exc:
+            log.warning("qstash_publish_failed", events=count, error=repr(exc)[:200])
+        return [None] * count
 
-    async def _publish_one(self, event: Event) -> dict[str, str]:
-        response = await self._client.message.publish_json(
-            url=self._config.destination,
-            body=event.model_dump(mode="json"),
-            deduplication_id=event.dedup_id,
-            retries=ATTEMPT_RETRIES,
-            timeout=ATTEMPT_TIMEOUT,
-            failure_callback=self._config.failure_callback,
-            label=self._config.label,
-        )
-        assert isinstance(response, PublishResponse)  # a URL destination, not a URL group
-        return {event.dedup_id: response.message_id}
-
-    async def _publish_batch(self, events: Sequence[Event]) -> dict[str, str]:
-        published: dict[str, str] = {}
-        for start in range(0, len(events), BATCH_LIMIT):
-            published |= await self._publish_chunk(events[start : start + BATCH_LIMIT])
-        return published
-
-    async def _publish_chunk(self, events: Sequence[Event]) -> dict[str, str]:
-        body = prepare_batch_message_body([self._request(event) for event in events])
-        answer: list[Any] = await self._client.http.request(
-            path="/v2/batch",
-            method="POST",
-            headers={"Content-Type": "application/json"},
-            body=body,
-        )
-        published: dict[str, str] = {}
-        for event, item in zip(events, answer, strict=False):
-            if isinstance(item, dict) and isinstance(item.get("messageId"), str):
-                published[event.dedup_id] = item["messageId"]
-            else:
-                log.warning("qstash_batch_item_refused", dedup_id=event.dedup_id, answer=item)
-        return published
-
-    async def aclose(self) -> None:
-        """qstash-py owns an httpx client of its own; close it with the app."""
-        await self._client.http._client.aclose()
+    async def _send(self, body: str, count: int) -> list[Outcome]:
+        response = await self._http.post(self._url, content=body, headers=self._headers)
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise QStashUnavailable(f"QStash answered {status}", retry_after=_hint(response))
+        if status >= 400:
+            reason = f"QStash answered {status}: {response.text[:200]}"
+            log.error("qstash_refused_batch", status=status, events=count)
+            return [Refused(reason)] * count
+        try:
+            answer = response.json()
+        except ValueError:
+            raise QStashUnavailable(f"QStash answered {status}, not with JSON") from None
+        if not isinstance(answer, list) or len(answer) != count:
+            raise QStashUnavailable(f"QStash answered {status} with an unexpected body")
+        return [_outcome(item) for item in answer]
 
 
-class CoalescingPublisher:
-    """Concurrent deliveries share QStash calls (see `ingest.coalesce`).
+def _template(config: PublishConfig) -> dict[str, str]:
+    """How the ledger writes each `/v2/batch` item: `prefix + JSON(dedup ID) + middle +
+    JSON(event) + suffix`. Destination and headers are spelled by qstash-py itself
+    (`prepare_batch_message_body`), with the dedup ID header last."""
+    request: BatchRequest = {
+        "url": config.destination,
+        "content_type": "application/json",
+        "retries": ATTEMPT_RETRIES,
+        "timeout": ATTEMPT_TIMEOUT,
+        "failure_callback": config.failure_callback,
+        "label": config.label,
+    }
+    (item,) = json.loads(prepare_batch_message_body([request]))
+    headers = {**item["headers"], "Upstash-Deduplication-Id": None}
+    head = json.dumps({"destination": item["destination"], "headers": headers})
+    assert head.endswith("null}}")
+    return {"prefix": head.removesuffix("null}}"), "middle": '}, "body": ', "suffix": "}"}
 
-    Each caller gets back only its own events' outcomes, so the producer's fallback
-    still works per event.
-    """
 
-    def __init__(self, inner: QStashPublisher, *, max_batch: int = BATCH_LIMIT) -> None:
-        self._inner = inner
-        self._coalescer: Coalescer[Event, str | None] = Coalescer(self._call, max_items=max_batch)
+def _outcome(item: Any) -> Outcome:
+    if isinstance(item, dict) and isinstance(item.get("messageId"), str):
+        return Accepted(item["messageId"], deduplicated=item.get("deduplicated") is True)
+    if isinstance(item, dict) and "error" in item:
+        return Refused(f"QStash refused the message: {str(item['error'])[:200]}")
+    return None  # unreadable: try again under the same dedup ID, or store directly
 
-    async def _call(self, events: list[Event]) -> list[str | None]:
-        published = await self._inner.publish(events)
-        return [published.get(event.dedup_id) for event in events]
 
-    async def publish(self, events: Sequence[Event]) -> dict[str, str]:
-        message_ids = await self._coalescer.submit(events)
-        return {e.dedup_id: m for e, m in zip(events, message_ids, strict=True) if m is not None}
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+def _hint(response: httpx.Response) -> float | None:
+    """Seconds to wait per `Retry-After` (seconds or an HTTP date) or QStash's
+    `Burst-RateLimit-Reset` / `RateLimit-Reset` (epoch seconds, or seconds)."""
+    retry_after = response.headers.get("retry-after")
+    if retry_after:
+        try:
+            return float(retry_after)
+        except ValueError:
+            try:
+                return email.utils.parsedate_to_datetime(retry_after).timestamp() - time.time()
+            except (ValueError, TypeError):
+                pass
+    for name in ("burst-ratelimit-reset", "ratelimit-reset"):
+        value = response.headers.get(name)
+        if value:
+            try:
+                reset = float(value)
+            except ValueError:
+                continue
+            return reset - time.time() if reset > 1e9 else reset
+    return None

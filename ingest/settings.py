@@ -64,13 +64,28 @@ class Secret:
 
 @dataclass(frozen=True, slots=True)
 class SafetyLimits:
-    """The safety gate's thresholds (ARCHITECTURE.md: kill switch, breaker, per-sender)."""
+    """What QStash may cost (the relay's safety gate), and how long a relay's claim lasts.
 
-    breaker_max_events: int = 50
-    breaker_window_seconds: int = 600
-    sender_hourly_limit: int = 30
-    sender_daily_limit: int = 100
-    lease_seconds: int = 60
+    Every limit counts QStash messages, not events: what the gate refuses is stored
+    directly instead. Per-sender limits count a customer's own inbound events only.
+    """
+
+    daily_messages: int = 10_000
+    breaker_max_events: int = 1_000
+    breaker_window_seconds: int = 60
+    sender_hourly_limit: int = 60
+    sender_daily_limit: int = 300
+    lease_seconds: int = 30
+
+    def as_gate(self) -> dict[str, int]:
+        """The `p_limits` argument of `ingest_relay_claim`."""
+        return {
+            "daily_messages": self.daily_messages,
+            "breaker_max_events": self.breaker_max_events,
+            "breaker_window_seconds": self.breaker_window_seconds,
+            "sender_hourly_limit": self.sender_hourly_limit,
+            "sender_daily_limit": self.sender_daily_limit,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +115,7 @@ class Settings:
     graph_api_url: str
     metrics_token: Secret | None
     safety: SafetyLimits
+    relay_sweep_seconds: float
 
     @property
     def development(self) -> bool:
@@ -162,6 +178,12 @@ class _Reader:
         value = self.typed(name, int, default)
         if value <= 0:
             raise SettingsError(f"{name} must be a positive integer, got {value}")
+        return value
+
+    def positive_float(self, name: str, default: float) -> float:
+        value = self.typed(name, float, default)
+        if not value > 0:
+            raise SettingsError(f"{name} must be a positive number, got {value}")
         return value
 
     def url(self, name: str, default: str | None = None) -> str | None:
@@ -242,7 +264,7 @@ class _Reader:
             ),
             qstash_label=label,
             qstash_leeway_seconds=self.typed("QSTASH_LEEWAY_SECONDS", int, 30),
-            publish_budget_seconds=self.typed("PUBLISH_BUDGET_SECONDS", float, 4.0),
+            publish_budget_seconds=self.positive_float("PUBLISH_BUDGET_SECONDS", 4.0),
             consumer_permanent_status=permanent_status,
             database_url=database_url,
             supabase_url=supabase_url,
@@ -251,13 +273,23 @@ class _Reader:
             instagram_access_token=self.secret("INSTAGRAM_ACCESS_TOKEN", required=False),
             graph_api_url=self.url("GRAPH_API_URL", DEFAULT_GRAPH_API_URL) or DEFAULT_GRAPH_API_URL,
             metrics_token=self.secret("METRICS_TOKEN", required=False),
-            safety=SafetyLimits(
-                breaker_max_events=self.positive_int("BREAKER_MAX_EVENTS", 50),
-                breaker_window_seconds=self.positive_int("BREAKER_WINDOW_SECONDS", 600),
-                sender_hourly_limit=self.positive_int("SENDER_HOURLY_LIMIT", 30),
-                sender_daily_limit=self.positive_int("SENDER_DAILY_LIMIT", 100),
-                lease_seconds=self.positive_int("LEDGER_LEASE_SECONDS", 60),
+            safety=self.safety(),
+            relay_sweep_seconds=self.positive_float("RELAY_SWEEP_SECONDS", 1.0),
+        )
+
+    def safety(self) -> SafetyLimits:
+        defaults = SafetyLimits()
+        return SafetyLimits(
+            daily_messages=self.positive_int("QSTASH_DAILY_MESSAGES", defaults.daily_messages),
+            breaker_max_events=self.positive_int("BREAKER_MAX_EVENTS", defaults.breaker_max_events),
+            breaker_window_seconds=self.positive_int(
+                "BREAKER_WINDOW_SECONDS", defaults.breaker_window_seconds
             ),
+            sender_hourly_limit=self.positive_int(
+                "SENDER_HOURLY_LIMIT", defaults.sender_hourly_limit
+            ),
+            sender_daily_limit=self.positive_int("SENDER_DAILY_LIMIT", defaults.sender_daily_limit),
+            lease_seconds=self.positive_int("LEDGER_LEASE_SECONDS", defaults.lease_seconds),
         )
 
     def _required_secret(self, name: str, dev_default: str) -> Secret:

@@ -24,8 +24,23 @@ def _replace_nul(value: Any) -> Any:
     return value
 
 
+class RawJson(str):
+    """JSON text serialised already (pydantic does it in Rust): sent to jsonb as it is,
+    instead of being parsed into Python objects only to be serialised again."""
+
+
 def dumps(value: Any) -> str:
+    if isinstance(value, RawJson):
+        text = str(value)
+        if _NUL_ESCAPE in text:
+            text = json.dumps(_replace_nul(json.loads(text)), separators=(",", ":"))
+        return text
     text = json.dumps(value, separators=(",", ":"))
     if _NUL_ESCAPE in text:
         text = json.dumps(_replace_nul(value), separators=(",", ":"))
     return text
+
+
+def plain(value: Any) -> Any:
+    """`value` with `RawJson` parsed, for clients that serialise arguments themselves."""
+    return json.loads(value) if isinstance(value, RawJson) else value

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from postgrest.exceptions import APIError
 
+from storage import jsonb
 from storage.errors import DataRejected, StorageError, StorageUnavailable, from_sqlstate
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
@@ -64,7 +65,8 @@ class SupabaseBackend:
 
     async def call(self, function: str, args: Mapping[str, Any]) -> Any:
         try:
-            response = await self._client.rpc(function, dict(args)).execute()
+            params = {name: jsonb.plain(value) for name, value in args.items()}
+            response = await self._client.rpc(function, params).execute()
         except APIError as exc:
             raise translate(exc) from exc
         except httpx.HTTPError as exc:

@@ -147,3 +147,31 @@ def qstash_settings(
         return make_settings(QSTASH_TOKEN=TOKEN, QSTASH_URL=url, **overrides)
 
     return make
+
+
+async def wait_settled(backend: PostgresBackend, *, within: float = 10.0) -> dict[str, int]:
+    """Wait until the relay has settled every admitted event (none left pending);
+    return the ledger's counts by state. Fails the test if the relay never gets there."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        rows = await backend.pool.fetch("select state, count(*) n from ingest_ledger group by 1")
+        states = {r["state"]: r["n"] for r in rows}
+        if not states.get("pending"):
+            return states
+        if loop.time() > deadline:
+            raise AssertionError(f"the relay left events pending for {within} s: {states}")
+        await asyncio.sleep(0.02)
+
+
+async def forward_to_consumer(client: httpx.AsyncClient, qstash: Any) -> list[int]:
+    """Play QStash: deliver every message the double accepted to the consumer, signed."""
+    from tests.doubles.qstash_signer import delivery_headers
+
+    statuses = []
+    for message in qstash.messages:
+        path = message.destination.removeprefix(PUBLIC_BASE_URL)
+        headers = delivery_headers(message.body, message.destination, QSTASH_CURRENT_KEY)
+        response = await client.post(path, content=message.body, headers=headers)
+        statuses.append(response.status_code)
+    return statuses

@@ -209,7 +209,7 @@ async def test_failure_callback_records_a_dead_letter_and_fails_the_ledger_row(
     (event,) = fixture_events("text_message")
     await backend.call(
         "ingest_admit",
-        {"p_events": [event.model_dump(mode="json")], "p_limits": _limits()},
+        {"p_events": [event.model_dump(mode="json")]},
     )
     callback = {
         "status": 500,
@@ -236,16 +236,6 @@ async def test_failure_callback_records_a_dead_letter_and_fails_the_ledger_row(
     assert ledger is not None
     assert ledger["state"] == "failed"
     assert ledger["event"]["mid"] == event.mid  # kept for `ingestctl replay`
-
-
-def _limits() -> dict[str, int]:
-    return {
-        "breaker_max_events": 50,
-        "breaker_window_seconds": 600,
-        "sender_hourly_limit": 30,
-        "sender_daily_limit": 100,
-        "lease_seconds": 60,
-    }
 
 
 def _validation_error() -> ValidationError:

@@ -13,7 +13,7 @@ import pytest
 from ingest.app import create_app
 from ingest.settings import Settings
 from storage.postgres import PostgresBackend
-from tests.conftest import INTERNAL_TOKEN, open_client
+from tests.conftest import INTERNAL_TOKEN, open_client, wait_settled
 
 PATH = "/api/internal/ingest-event"
 AUTH = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
@@ -31,14 +31,15 @@ EXAMPLE: dict[str, Any] = {
 async def test_one_event_is_accepted(client: httpx.AsyncClient, backend: PostgresBackend) -> None:
     response = await client.post(PATH, json=EXAMPLE, headers=AUTH)
     assert response.status_code == 200
-    assert response.json()["direct"] == 1
+    assert response.json()["new"] == 1
+    await wait_settled(backend)
     assert await backend.pool.fetchval("select text from ig_messages") == "from another service"
 
 
 async def test_a_list_is_accepted_and_duplicates_cost_nothing(client: httpx.AsyncClient) -> None:
     response = await client.post(PATH, json=[EXAMPLE, EXAMPLE], headers=AUTH)
     assert response.json()["events"] == 2
-    assert (response.json()["direct"], response.json()["duplicate"]) == (1, 1)
+    assert (response.json()["new"], response.json()["duplicate"]) == (1, 1)
 
 
 async def test_callers_dedup_id_is_ignored(

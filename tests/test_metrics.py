@@ -13,9 +13,9 @@ from contracts import event_to_json
 from ingest.app import create_app
 from ingest.settings import Settings
 from storage.postgres import PostgresBackend
-from tests.conftest import open_client
+from tests.conftest import open_client, wait_settled
+from tests.meta import post, text_message
 from tests.test_consumer import deliver, fixture_events
-from tests.test_producer import post, text_message
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -29,16 +29,20 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 async def test_scrape_after_a_known_sequence(
     client: httpx.AsyncClient, backend: PostgresBackend
 ) -> None:
-    await post(client, text_message("m_1"))  # direct
+    await post(client, text_message("m_1"))  # new, then stored directly (no QStash here)
     await post(client, text_message("m_1"))  # duplicate
+    await wait_settled(backend)
     await client.post(
         "/api/webhooks/instagram", content=b"{}", headers={"Content-Type": "application/json"}
     )
     (event,) = fixture_events("reaction")
     await deliver(client, event_to_json(event))  # 200
     assert (await deliver(client, b'{"v":9}')).headers[NON_RETRYABLE_HEADER] == "true"  # 489
-    await backend.call("ingest_set_kill_switch", {"p_active": True, "p_reason": "t", "p_by": "t"})
-    await post(client, text_message("m_2"))  # held
+    await backend.call(
+        "ingest_set_kill_switch", {"p_active": True, "p_reason": "t", "p_by": "t", "p_hold": True}
+    )
+    await post(client, text_message("m_2"))  # new, then held
+    await wait_settled(backend)
 
     response = await client.get("/metrics")
     assert response.status_code == 200
@@ -47,22 +51,29 @@ async def test_scrape_after_a_known_sequence(
     assert got[("ingest_webhook_deliveries_total", (("status", "200"),))] == 3
     assert got[("ingest_webhook_deliveries_total", (("status", "401"),))] == 1
     assert got[("ingest_webhook_events_total", (("kind", "message"),))] == 3
-    assert got[("ingest_admissions_total", (("outcome", "direct"),))] == 1
+    assert got[("ingest_admissions_total", (("outcome", "new"),))] == 2
     assert got[("ingest_admissions_total", (("outcome", "duplicate"),))] == 1
-    assert got[("ingest_admissions_total", (("outcome", "held"),))] == 1
+    assert got[("ingest_relay_settled_total", (("state", "direct"),))] == 1
+    assert got[("ingest_relay_settled_total", (("state", "held"),))] == 1
+    assert got[("ingest_gate_refusals_total", (("reason", "qstash_off"),))] == 1
+    assert got[("ingest_gate_refusals_total", (("reason", "kill_switch"),))] == 1
+    assert got[("ingest_relay_lag_seconds_count", ())] == 2
     assert got[("ingest_consumer_deliveries_total", (("status_class", "2xx"),))] == 1
     assert got[("ingest_consumer_deliveries_total", (("status_class", "4xx"),))] == 1
     assert got[("ingest_held_events", ())] == 1
+    assert got[("ingest_pending_events", ())] == 0
+    assert got[("ingest_failed_events", ())] == 0
     assert got[("ingest_kill_switch_active", ())] == 1
     assert got[("ingest_breaker_tripped", ())] == 0
     assert "1234567890123456" not in response.text  # no user IDs as labels
 
 
 async def test_publish_latency_is_observed(
-    qstash_settings: Callable[..., Settings], qstash: Any
+    qstash_settings: Callable[..., Settings], qstash: Any, backend: PostgresBackend
 ) -> None:
     async for client in open_client(create_app(qstash_settings())):
         await post(client, text_message("m_lat"))
+        assert await wait_settled(backend) == {"published": 1}
         got = samples((await client.get("/metrics")).text)
     assert got[("ingest_qstash_publish_seconds_count", ())] == 1
 

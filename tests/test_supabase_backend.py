@@ -16,10 +16,10 @@ from ingest.settings import Settings
 from storage import DataRejected, StorageUnavailable
 from storage.postgres import PostgresBackend
 from storage.supabase import SupabaseBackend
-from tests.conftest import BASE_ENV, open_client
+from tests.conftest import BASE_ENV, open_client, wait_settled
 from tests.doubles.postgrest import SERVICE_ROLE_KEY, PostgrestDouble
+from tests.meta import post, text_message
 from tests.test_consumer import deliver, fixture_events
-from tests.test_producer import post, text_message
 
 SUPABASE_URL = "http://project.supabase.test"
 
@@ -49,13 +49,15 @@ async def test_the_whole_flow_runs_through_postgrest_rpc(
 ) -> None:
     response = await post(client, text_message("m_supabase"))
     assert response.status_code == 200
-    assert response.json()["direct"] == 1
+    assert response.json()["new"] == 1
+    assert await wait_settled(backend) == {"direct": 1}
     assert await backend.pool.fetchval("select text from ig_messages") == "hi"
     paths = [path for path, _, _ in postgrest.requests]
-    assert paths == [
+    assert "/rest/v1/rpc/ingest_relay_claim" in paths  # the relay's claims (and sweeps)
+    assert [p for p in paths if p != "/rest/v1/rpc/ingest_relay_claim"][:3] == [
         "/rest/v1/rpc/ingest_admit",
         "/rest/v1/rpc/ig_apply_event",
-        "/rest/v1/rpc/ingest_mark",
+        "/rest/v1/rpc/ingest_relay_settle",
     ]
 
 
@@ -63,12 +65,12 @@ async def test_each_call_carries_the_key_and_named_json_arguments(
     client: httpx.AsyncClient, postgrest: PostgrestDouble
 ) -> None:
     await post(client, text_message("m_headers"))
-    _, headers, body = postgrest.requests[0]
+    _, headers, body = next(r for r in postgrest.requests if r[0].endswith("/ingest_admit"))
     assert headers["apikey"] == SERVICE_ROLE_KEY
     assert headers["authorization"] == f"Bearer {SERVICE_ROLE_KEY}"
     assert headers["content-type"].startswith("application/json")
     args = json.loads(body)
-    assert set(args) == {"p_events", "p_limits"}
+    assert set(args) == {"p_events"}
     assert args["p_events"][0]["mid"] == "m_headers"
 
 

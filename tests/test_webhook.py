@@ -30,7 +30,7 @@ class RecordingSink:
         if self.fail is not None:
             raise self.fail
         self.deliveries.append(list(events))
-        return Acceptance(published=len(events))
+        return Acceptance(new=len(events))
 
 
 @pytest.fixture

@@ -5,8 +5,9 @@
   `"deduplicated": true`; a `:` in the ID is refused with 400.
 - `POST /v2/batch`: an array of `{destination, headers, body}` in, an array out in
   the same order; not atomic: an item can fail while the others are sent.
-- Programmable trouble: queued whole-request failures (429 with reset headers,
-  5xx), per-item batch errors, a delay before answering.
+- Programmable trouble: queued whole-request answers (429 with reset headers,
+  5xx, a 2xx whose body is not what it should be), per-item batch errors, batches
+  that fail while they hold a given dedup ID, a delay before answering.
 - Every request is recorded with its headers; the clock is injectable so tests
   can step past the 10-minute window. Accepted messages are kept in `messages`;
   a test delivers them to the consumer itself (signed by the test signer), which
@@ -62,6 +63,7 @@ class QStashDouble:
     messages: list[Published] = field(default_factory=list)
     failures: deque[Response] = field(default_factory=deque)
     batch_item_errors: set[int] = field(default_factory=set)
+    unavailable_for: set[str] = field(default_factory=set)
     dlq: list[dict[str, Any]] = field(default_factory=list)
     delay: float = 0.0
     _dedup: dict[str, tuple[str, float]] = field(default_factory=dict)
@@ -75,6 +77,7 @@ class QStashDouble:
         self.messages.clear()
         self.failures.clear()
         self.batch_item_errors.clear()
+        self.unavailable_for.clear()
         self.dlq.clear()
         self._dedup.clear()
         self.delay = 0.0
@@ -85,6 +88,10 @@ class QStashDouble:
         for _ in range(times):
             body = {"error": f"programmed failure {status}"}
             self.failures.append(JSONResponse(body, status_code=status, headers=headers))
+
+    def answer_next(self, response: Response, times: int = 1) -> None:
+        """Answer the next request(s) with `response`, whatever it is (a 2xx included)."""
+        self.failures.extend([response] * times)
 
     # -- the API ---------------------------------------------------------------------
 
@@ -126,8 +133,14 @@ class QStashDouble:
         refused = await self._gate(request, body)
         if refused is not None:
             return refused
+        items = json.loads(body)
+        held = {
+            str(item.get("headers", {}).get("Upstash-Deduplication-Id")) for item in items
+        } & self.unavailable_for
+        if held:
+            return JSONResponse({"error": "programmed outage"}, status_code=503)
         answers: list[dict[str, Any]] = []
-        for index, item in enumerate(json.loads(body)):
+        for index, item in enumerate(items):
             if index in self.batch_item_errors:
                 answers.append({"error": "programmed item failure"})
                 continue
