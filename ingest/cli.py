@@ -14,11 +14,13 @@ import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import httpx
 
 from ingest.logging import configure_logging
+from ingest.relay import PassResult, Relay
 from ingest.settings import Secret, Settings, load_or_exit
 from storage import Backend, DataRejected, StorageUnavailable
 
@@ -82,28 +84,44 @@ async def kill_switch(args: argparse.Namespace, backend: Backend) -> int:
     active = args.action == "activate"
     state = await backend.call(
         "ingest_set_kill_switch",
-        {"p_active": active, "p_reason": args.reason if active else None, "p_by": args.by},
+        {
+            "p_active": active,
+            "p_reason": args.reason if active else None,
+            "p_by": args.by,
+            "p_hold": active and args.hold,
+        },
     )
-    emit(args, state, lambda s: f"kill switch {'ON' if s['kill_switch'] else 'off'}")
+    emit(args, state, _switch_line)
     return OK
 
 
-async def status(args: argparse.Namespace, backend: Backend) -> int:
+def _switch_line(s: dict[str, Any]) -> str:
+    if not s["kill_switch"]:
+        return "kill switch off"
+    if s.get("hold"):
+        return "kill switch ON (holding: nothing is published or stored until replay)"
+    return "kill switch ON (nothing is published; events are stored directly)"
+
+
+async def status(args: argparse.Namespace, backend: Backend, settings: Settings) -> int:
     data = await backend.call("ingest_status", {})
 
+    data = {**data, "qstash_daily_limit": settings.safety.daily_messages}
+
     def human(s: dict[str, Any]) -> str:
+        switch = "off"
+        if s["kill_switch"]:
+            mode = "holding" if s["hold"] else "direct"
+            switch = f"ON, {mode} ({s['reason']}, by {s['changed_by']} at {s['changed_at']})"
+        oldest = s["oldest_pending_seconds"]
         lines = [
-            f"kill switch : {'ON' if s['kill_switch'] else 'off'}"
-            + (
-                f" ({s['reason']}, by {s['changed_by']} at {s['changed_at']})"
-                if s["kill_switch"]
-                else ""
-            ),
+            f"kill switch : {switch}",
             f"breaker     : {_breaker(s)}",
+            f"pending     : {s['pending']}"
+            + (f" (oldest {oldest:.1f} s)" if oldest is not None else ""),
             f"held        : {s['held']}",
             f"failed      : {s['failed']}",
-            f"pending     : {s['pending']}",
-            "ledger      : " + ", ".join(f"{k}={v}" for k, v in sorted(s["states"].items())),
+            f"QStash today: {s['qstash_messages_today']} of {s['qstash_daily_limit']} messages",
         ]
         return "\n".join(lines)
 
@@ -139,47 +157,62 @@ async def monitor(args: argparse.Namespace, backend: Backend) -> int:
 
 
 async def replay(args: argparse.Namespace, backend: Backend, settings: Settings) -> int:
-    from consumers.processing import Processor
-    from ingest.app import make_publisher
-    from ingest.producer import Producer
-
-    states = [s for s, wanted in (("held", args.held), ("failed", args.failed)) if wanted] or [
-        "held"
-    ]
+    """Return held/failed rows to pending in one statement, then (unless --no-wait) relay
+    them here. Interrupted at any point, the relay of any instance finishes the job."""
+    states = [s for s, wanted in (("held", args.held), ("failed", args.failed)) if wanted]
+    params = {
+        "p_states": states or ["held"],
+        "p_since": args.since or "-infinity",
+        "p_reasons": args.reason or None,
+        "p_dedup_ids": args.dedup_id or None,
+        "p_dry_run": args.dry_run,
+    }
+    answer = await backend.call("ingest_replay", params)
     if args.dry_run:
-        rows = await backend.call("ingest_status", {})
-        count = sum(int(rows["states"].get(s, 0)) for s in states)
-        emit(
-            args,
-            {"would_replay": count, "states": states},
-            lambda d: f"would replay {count} event(s)",
-        )
+        emit(args, answer, lambda a: f"would replay {a['would_replay']} event(s)")
         return OK
-    publisher = make_publisher(
-        settings, settings.public_base_url or f"http://localhost:{settings.port}"
-    )
-    producer = Producer(
-        backend, settings.safety, publisher=publisher, direct=Processor(backend).process
-    )
-    totals = {"published": 0, "direct": 0}
-    try:
-        while True:
-            done = await producer.replay(states=states, since=args.since, limit=args.batch)
-            totals["published"] += done.published
-            totals["direct"] += done.direct
-            if not args.json:
-                print(f"replayed {sum(totals.values())} ...", file=sys.stderr)
-            if done.total < args.batch:
-                break
-    finally:
-        if publisher is not None:
-            await publisher.aclose()
-    emit(
-        args,
-        totals,
-        lambda t: f"replayed: {t['published']} published, {t['direct']} processed directly",
-    )
+    data: dict[str, Any] = {"replayed": answer["replayed"]}
+    if not args.no_wait and answer["replayed"]:
+        settled = await _relay_until_done(backend, settings)
+        data["settled"] = dict(settled.settled)
+    emit(args, data, _replay_line)
+    return TROUBLE if data.get("settled", {}).get("failed") else OK
+
+
+def _replay_line(data: dict[str, Any]) -> str:
+    line = f"replayed {data['replayed']} event(s)"
+    if "settled" in data:
+        line += ": " + (", ".join(f"{k} {v}" for k, v in sorted(data["settled"].items())) or "-")
+    return line
+
+
+async def relay(args: argparse.Namespace, backend: Backend, settings: Settings) -> int:
+    """Run the relay in this process: until the backlog is empty (--once) or forever."""
+    if args.once:
+        done = await _relay_until_done(backend, settings)
+        emit(args, dict(done.settled), lambda d: "settled: " + (str(d) if d else "nothing"))
+        return OK
+    async with _relay(backend, settings) as running:
+        print("relaying; Ctrl-C to stop", file=sys.stderr)
+        await running.run()
     return OK
+
+
+async def _relay_until_done(backend: Backend, settings: Settings) -> PassResult:
+    async with _relay(backend, settings) as running:
+        return await running.drain()
+
+
+@asynccontextmanager
+async def _relay(backend: Backend, settings: Settings) -> AsyncIterator[Relay]:
+    from consumers.processing import Processor
+    from ingest.app import make_http_client, make_relay
+
+    http = make_http_client()
+    try:
+        yield make_relay(settings, backend, Processor(backend), http)
+    finally:
+        await http.aclose()
 
 
 async def dlq(args: argparse.Namespace, settings: Settings) -> int:
@@ -265,17 +298,30 @@ async def _embedded_url(settings: Settings) -> AsyncIterator[str]:
 # --- wiring -----------------------------------------------------------------------------
 
 
+def _iso_time(value: str) -> str:
+    """An ISO 8601 time (`2026-12-01`, `2026-12-01T10:00:00+00:00`), checked here so a
+    typo is a usage error, not a database error."""
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="ingestctl", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = root.add_subparsers(dest="command", required=True)
 
-    ks = sub.add_parser("kill-switch", help="hold every new event (or stop holding)")
+    ks = sub.add_parser("kill-switch", help="stop publishing to QStash (or start again)")
     ks_sub = ks.add_subparsers(dest="action", required=True)
     act = ks_sub.add_parser("activate", parents=[common])
     act.add_argument("reason")
     act.add_argument("--by", default="ingestctl")
+    act.add_argument(
+        "--hold", action="store_true", help="store nothing either: hold events for `replay`"
+    )
     deact = ks_sub.add_parser("deactivate", parents=[common])
     deact.add_argument("--by", default="ingestctl")
 
@@ -285,10 +331,17 @@ def parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("replay", parents=[common], help="send held/failed events again, once")
     rep.add_argument("--held", action="store_true", help="held events (the default)")
-    rep.add_argument("--failed", action="store_true", help="events QStash gave up on")
-    rep.add_argument("--since", default="-infinity", help="only events admitted since (ISO time)")
-    rep.add_argument("--batch", type=int, default=200)
-    rep.add_argument("--dry-run", action="store_true")
+    rep.add_argument("--failed", action="store_true", help="events that could not be stored")
+    rep.add_argument("--since", type=_iso_time, help="only events admitted since (ISO 8601)")
+    rep.add_argument("--reason", action="append", help="only rows with this reason (repeatable)")
+    rep.add_argument("--dedup-id", action="append", help="only this event (repeatable)")
+    rep.add_argument("--dry-run", action="store_true", help="count, change nothing")
+    rep.add_argument(
+        "--no-wait", action="store_true", help="leave the relaying to the running service"
+    )
+
+    rel = sub.add_parser("relay", parents=[common], help="run the relay in this process")
+    rel.add_argument("--once", action="store_true", help="stop when nothing is left to settle")
 
     dl = sub.add_parser("dlq", help="QStash's dead-letter queue, filtered by our label")
     dl_sub = dl.add_subparsers(dest="action", required=True)
@@ -306,14 +359,17 @@ def parser() -> argparse.ArgumentParser:
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     needs_db: dict[str, Callable[..., Awaitable[int]]] = {
-        "kill-switch": kill_switch, "status": status, "monitor": monitor,
+        "kill-switch": kill_switch, "monitor": monitor,
+    }  # fmt: skip
+    needs_settings: dict[str, Callable[..., Awaitable[int]]] = {
+        "status": status, "replay": replay, "relay": relay,
     }  # fmt: skip
     if args.command in needs_db:
         async with open_backend(settings) as backend:
             return await needs_db[args.command](args, backend)
-    if args.command == "replay":
+    if args.command in needs_settings:
         async with open_backend(settings) as backend:
-            return await replay(args, backend, settings)
+            return await needs_settings[args.command](args, backend, settings)
     handlers = {"dlq": dlq, "send-sample": send_sample, "migrate": migrate}
     return await handlers[args.command](args, settings)
 

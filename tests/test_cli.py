@@ -15,10 +15,11 @@ import pytest
 from ingest.app import create_app
 from ingest.settings import Settings
 from storage.embedded import EmbeddedPostgres
+from storage.migrations import discover
 from storage.postgres import PostgresBackend
-from tests.conftest import BASE_ENV, open_client
+from tests.conftest import BASE_ENV, open_client, wait_settled
 from tests.doubles.qstash import TOKEN, Published, serve
-from tests.test_producer import post, text_message
+from tests.meta import post, text_message
 
 INGESTCTL = str(Path(sys.executable).parent / "ingestctl")
 
@@ -41,43 +42,85 @@ def ctl(database_url: str) -> Callable[..., subprocess.CompletedProcess[str]]:
 
 
 async def hold_three(make_settings: Callable[..., Settings], backend: PostgresBackend) -> None:
-    await backend.call("ingest_set_kill_switch", {"p_active": True, "p_reason": "t", "p_by": "t"})
+    await backend.call(
+        "ingest_set_kill_switch", {"p_active": True, "p_reason": "t", "p_by": "t", "p_hold": True}
+    )
     async for client in open_client(create_app(make_settings())):
         for n in range(3):
-            assert (await post(client, text_message(f"m_cli_{n}"))).json()["held"] == 1
+            assert (await post(client, text_message(f"m_cli_{n}"))).status_code == 200
+        assert await wait_settled(backend) == {"held": 3}
 
 
 def test_kill_switch_round_trip(ctl: Callable[..., Any]) -> None:
     on = ctl("kill-switch", "activate", "runaway loop suspected", "--by", "alice")
     assert on.returncode == 0, on.stderr
-    assert on.stdout.strip() == "kill switch ON"
+    assert on.stdout.strip() == "kill switch ON (nothing is published; events are stored directly)"
     status = json.loads(ctl("status", "--json").stdout)
-    assert (status["kill_switch"], status["reason"], status["changed_by"]) == (
-        True, "runaway loop suspected", "alice",
+    assert (status["kill_switch"], status["hold"], status["reason"], status["changed_by"]) == (
+        True, False, "runaway loop suspected", "alice",
     )  # fmt: skip
     human = ctl("status").stdout
-    assert "kill switch : ON (runaway loop suspected, by alice" in human
+    assert "kill switch : ON, direct (runaway loop suspected, by alice" in human
+    held = ctl("kill-switch", "activate", "incident 42", "--hold")
+    assert "holding" in held.stdout
+    assert json.loads(ctl("status", "--json").stdout)["hold"] is True
     off = ctl("kill-switch", "deactivate")
     assert off.returncode == 0
+    assert off.stdout.strip() == "kill switch off"
     assert json.loads(ctl("status", "--json").stdout)["kill_switch"] is False
 
 
-async def test_replay_processes_held_events_once(
+async def test_replay_returns_held_events_to_the_relay_and_stores_each_once(
     ctl: Callable[..., Any], make_settings: Callable[..., Settings], backend: PostgresBackend
 ) -> None:
     await hold_three(make_settings, backend)
     refused = ctl("replay")
     assert refused.returncode == 1
-    assert "kill switch" in refused.stderr
+    assert "holding" in refused.stderr
     ctl("kill-switch", "deactivate")
     dry = json.loads(ctl("replay", "--dry-run", "--json").stdout)
     assert dry["would_replay"] == 3
     done = ctl("replay", "--held", "--json")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"published": 0, "direct": 3}
-    again = json.loads(ctl("replay", "--json").stdout)
-    assert again == {"published": 0, "direct": 0}
+    assert json.loads(done.stdout) == {"replayed": 3, "settled": {"direct": 3}}
+    assert json.loads(ctl("replay", "--json").stdout) == {"replayed": 0}
     assert await backend.pool.fetchval("select count(*) from ig_messages") == 3
+
+
+async def test_a_replay_that_cannot_store_keeps_the_event_as_failed(
+    ctl: Callable[..., Any], make_settings: Callable[..., Settings], backend: PostgresBackend
+) -> None:
+    """The database refuses the event for good: the row is `failed` with the reason, its
+    payload kept; nothing is deleted and the command exits 1 with a sentence, not a
+    traceback."""
+    await hold_three(make_settings, backend)
+    ctl("kill-switch", "deactivate")
+    await backend.pool.execute("alter table ig_messages add constraint no_hi check (text <> 'hi')")
+    done = ctl("replay", "--json")
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout) == {"replayed": 3, "settled": {"failed": 3}}
+    assert "Traceback" not in done.stderr
+    rows = await backend.pool.fetch("select state, reason, event from ingest_ledger")
+    assert len(rows) == 3
+    assert all(r["state"] == "failed" and "no_hi" in r["reason"] for r in rows)
+    assert all(r["event"]["mid"].startswith("m_cli_") for r in rows)
+
+
+async def test_relay_once_settles_what_is_pending_and_stops(
+    ctl: Callable[..., Any], backend: PostgresBackend
+) -> None:
+    from ingest.parser import parse_delivery
+
+    events = [
+        e.model_dump(mode="json")
+        for n in range(4)
+        for e in parse_delivery(json.loads(text_message(f"m_pending_{n}")))
+    ]
+    await backend.call("ingest_admit", {"p_events": events})
+    result = ctl("relay", "--once", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"direct": 4}
+    assert await backend.pool.fetchval("select count(*) from ig_messages") == 4
 
 
 async def test_monitor_reports_daily_counts_and_warns_on_failures(
@@ -86,6 +129,7 @@ async def test_monitor_reports_daily_counts_and_warns_on_failures(
     async for client in open_client(create_app(make_settings())):
         for n in range(4):
             await post(client, text_message(f"m_mon_{n}", sender=str(700 + n % 2)))
+        await wait_settled(backend)
     healthy = ctl("monitor", "--json")
     assert healthy.returncode == 0
     report = json.loads(healthy.stdout)
@@ -117,7 +161,7 @@ def test_migrate_applies_every_migration_to_a_new_database(
     try:
         result = ctl("migrate", "--json", DATABASE_URL=url)
         assert result.returncode == 0, result.stderr
-        assert len(json.loads(result.stdout)["applied"]) == 3
+        assert json.loads(result.stdout)["applied"] == [m.version for m in discover()]
         assert json.loads(ctl("migrate", "--json", DATABASE_URL=url).stdout)["applied"] == []
     finally:
         pg_server.drop_database("cli_migrate")
@@ -151,8 +195,9 @@ async def test_send_sample_posts_a_signed_webhook_to_a_running_instance(
 ) -> None:
     with serve(create_app(settings), lifespan="on") as url:
         result = await _run_in_thread(ctl, "send-sample", "--url", url)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("200")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("200")
+        await wait_settled(backend)
     assert await backend.pool.fetchval("select count(*) from ig_messages") == 1
 
 
