@@ -2,7 +2,10 @@
 
 The embedded server starts once (about a second). Migrations are applied once to
 a template database; each test gets its own copy (`CREATE DATABASE … TEMPLATE`),
-so tests never see each other's rows and need no clean-up.
+so tests never see each other's rows and need no clean-up. Every database is
+set up the way a Supabase project is (its roles and default privileges, see
+`supabase_roles.sql`) before the migrations run, so the migrations meet what they
+meet on Supabase.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ingest.settings import Settings
 from storage.embedded import EmbeddedPostgres
 from storage.migrations import apply_migrations
 from storage.postgres import PostgresBackend
+from tests.supabase_cli import prepare_roles
 
 TEMPLATE = "ingest_template"
 _counter = itertools.count()
@@ -50,6 +54,7 @@ BASE_ENV: dict[str, str] = {
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
     server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", delete_on_exit=True)
     server.create_database(TEMPLATE)
+    asyncio.run(prepare_roles(server.url(TEMPLATE)))
     asyncio.run(apply_migrations(server.url(TEMPLATE)))
     yield server
     server.cleanup()
