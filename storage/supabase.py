@@ -3,9 +3,10 @@
 `POST /rest/v1/rpc/<function>` with the named arguments as a JSON object, the
 service-role key as `apikey` and bearer token (the server side bypasses row-level
 security; never ship this key to a browser). supabase-py is given our tuned httpx
-client. PostgREST failures are mapped onto the same two storage errors as asyncpg's:
-a SQLSTATE goes through the shared classifier; PostgREST's own codes and bare HTTP
-statuses (a gateway's 502, a 429) are classified here.
+client, and arguments without U+0000 (`storage.jsonb`). PostgREST failures are
+mapped onto the same two storage errors as asyncpg's: a SQLSTATE goes through the
+shared classifier; PostgREST's own codes, the gateway's answers without a code (a
+refused API key) and bare HTTP statuses (a gateway's 502, a 429) are classified here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 from postgrest.exceptions import APIError
 
+from storage import jsonb
 from storage.errors import DataRejected, StorageError, StorageUnavailable, from_sqlstate
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
@@ -64,7 +66,7 @@ class SupabaseBackend:
 
     async def call(self, function: str, args: Mapping[str, Any]) -> Any:
         try:
-            response = await self._client.rpc(function, dict(args)).execute()
+            response = await self._client.rpc(function, jsonb.without_nul(dict(args))).execute()
         except APIError as exc:
             raise translate(exc) from exc
         except httpx.HTTPError as exc:
