@@ -6,6 +6,10 @@ so tests never see each other's rows and need no clean-up. Every database is
 set up the way a Supabase project is (its roles and default privileges, see
 `supabase_roles.sql`) before the migrations run, so the migrations meet what they
 meet on Supabase.
+
+A Supabase project (real PostgREST behind a `/rest/v1` gateway, migrated by the
+Supabase CLI) starts once per session too, on first use (`supabase_stack`);
+`supabase` hands it to a test emptied.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ import itertools
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
+
+if TYPE_CHECKING:
+    from tests.supabase_stack import SupabaseStack
 
 from ingest.settings import Settings
 from storage.embedded import EmbeddedPostgres
@@ -67,6 +74,24 @@ def database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
     url = pg_server.create_database(name, template=TEMPLATE)
     yield url
     pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def supabase_stack(
+    pg_server: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SupabaseStack]:
+    """PostgREST + gateway on a database migrated by `supabase db push`, once per session."""
+    from tests.supabase_stack import running_stack
+
+    with running_stack(pg_server, tmp_path_factory.mktemp("supabase")) as stack:
+        yield stack
+
+
+@pytest.fixture
+async def supabase(supabase_stack: SupabaseStack) -> SupabaseStack:
+    """The session's Supabase project with every table as the migrations left it."""
+    await supabase_stack.reset()
+    return supabase_stack
 
 
 @pytest.fixture
