@@ -135,10 +135,6 @@ class Postgrest:
             )
         self.wait_ready()
 
-    def version(self) -> str:
-        answer = httpx.get(self.url + "/", timeout=5)
-        return answer.headers.get("server", "")
-
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Until the admin port says the schema cache is loaded and the pool connects."""
         deadline = time.monotonic() + timeout
@@ -190,8 +186,8 @@ class SupabaseStack:
         self.gateway.requests.clear()
         conn = await asyncpg.connect(self.database_url)
         try:
-            tables = await public_tables(conn)
-            await conn.execute(f"truncate {', '.join(tables)} restart identity")
+            tables = ", ".join(f'public."{t}"' for t in await public_tables(conn))
+            await conn.execute(f"truncate {tables} restart identity")
             for table, rows in self.seeds.items():
                 await conn.copy_records_to_table(table, schema_name="public", records=rows)
         finally:
@@ -200,10 +196,9 @@ class SupabaseStack:
 
 async def public_tables(conn: asyncpg.Connection) -> list[str]:
     rows = await conn.fetch(
-        "select format('public.%I', tablename) as name from pg_tables"
-        " where schemaname = 'public' order by tablename"
+        "select tablename from pg_tables where schemaname = 'public' order by tablename"
     )
-    return [row["name"] for row in rows]
+    return [row["tablename"] for row in rows]
 
 
 async def seeded_rows(dsn: str) -> dict[str, list[asyncpg.Record]]:
@@ -211,10 +206,7 @@ async def seeded_rows(dsn: str) -> dict[str, list[asyncpg.Record]]:
     conn = await asyncpg.connect(dsn)
     try:
         seeds = {}
-        for row in await conn.fetch(
-            "select tablename from pg_tables where schemaname = 'public' order by tablename"
-        ):
-            table = row["tablename"]
+        for table in await public_tables(conn):
             rows = await conn.fetch(f'select * from public."{table}"')
             if rows:
                 seeds[table] = rows
