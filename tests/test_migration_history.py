@@ -58,15 +58,20 @@ def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     return run
 
 
-def ingestctl(url: str, *args: str) -> Any:
+def run_migrate(url: str, *args: str) -> str:
+    """`ingestctl migrate <args>` as an operator runs it; its standard output."""
     clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
     result = subprocess.run(
-        [INGESTCTL, "migrate", *args, "--json"],
+        [INGESTCTL, "migrate", *args],
         env={**clean, **BASE_ENV, "DATABASE_URL": url},
-        capture_output=True, text=True, timeout=60, check=False,
+        cwd=Path(__file__).parent, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return result.stdout
+
+
+def ingestctl(url: str, *args: str) -> Any:
+    return json.loads(run_migrate(url, *args, "--json"))
 
 
 def push(cli: Callable[..., Any], url: str) -> list[str]:
@@ -165,6 +170,10 @@ def test_pending_versions_are_listed_alike_by_both(
     asyncio.run(apply_migrations(url, first))
     expected = [(v, True, v in ALL[:2]) for v in ALL]
     assert ingestctl_list(url) == cli_list(cli, url) == expected
+    human = run_migrate(url, "--list").splitlines()
+    assert [line.split()[::2] for line in human[1:]] == [
+        [v, "applied" if v in ALL[:2] else "pending"] for v in ALL
+    ]
     assert push(cli, url) == ALL[2:]
     assert ingestctl_list(url) == [(v, True, True) for v in ALL]
 
