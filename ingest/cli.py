@@ -272,29 +272,6 @@ async def send_sample(args: argparse.Namespace, settings: Settings) -> int:
     return OK if response.status_code == 200 else TROUBLE
 
 
-async def migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.release import wait_and_migrate
-
-    async with _embedded_url(settings) as url:
-        applied = await wait_and_migrate(url, max_wait_seconds=args.wait)
-    emit(
-        args, {"applied": applied}, lambda d: f"applied: {', '.join(d['applied']) or 'nothing new'}"
-    )
-    return OK
-
-
-@asynccontextmanager
-async def _embedded_url(settings: Settings) -> AsyncIterator[str]:
-    if settings.database_url is not None:
-        yield settings.database_url.reveal()
-        return
-    if not settings.uses_embedded_database:
-        raise Failed("migrations need DATABASE_URL (with Supabase: `supabase db push`)", USAGE)
-    from storage.embedded import EmbeddedPostgres
-
-    yield EmbeddedPostgres(settings.data_dir / "pg").url()
-
-
 # --- wiring -----------------------------------------------------------------------------
 
 
@@ -354,6 +331,7 @@ def parser() -> argparse.ArgumentParser:
 
     mig = sub.add_parser("migrate", parents=[common], help="apply supabase/migrations")
     mig.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the database")
+    mig.add_argument("--list", action="store_true", help="applied and pending; apply nothing")
     return root
 
 
@@ -370,6 +348,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command in needs_settings:
         async with open_backend(settings) as backend:
             return await needs_settings[args.command](args, backend, settings)
+    from ingest.cli_migrate import migrate
+
     handlers = {"dlq": dlq, "send-sample": send_sample, "migrate": migrate}
     return await handlers[args.command](args, settings)
 

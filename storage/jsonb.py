@@ -4,6 +4,9 @@ A signed delivery containing a NUL character (in a key or a value) would be
 refused by the database and redelivered by Meta for hours. We replace U+0000 with
 U+FFFD (the replacement character) instead: the rest of the item is kept as sent.
 The scan is a substring check on the encoded text, so the usual case costs nothing.
+Both backends use it: asyncpg through `dumps` (its jsonb codec), PostgREST through
+`without_nul` on the arguments (a real PostgREST passes `\u0000` on, and the
+database refuses it with 22P05).
 """
 
 from __future__ import annotations
@@ -44,3 +47,10 @@ def dumps(value: Any) -> str:
 def plain(value: Any) -> Any:
     """`value` with `RawJson` parsed, for clients that serialise arguments themselves."""
     return json.loads(value) if isinstance(value, RawJson) else value
+
+
+def without_nul(value: Any) -> Any:
+    """`value` itself, or a copy with U+0000 replaced wherever it occurs."""
+    if _NUL_ESCAPE in json.dumps(value, separators=(",", ":")):
+        return _replace_nul(value)
+    return value

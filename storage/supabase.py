@@ -3,9 +3,10 @@
 `POST /rest/v1/rpc/<function>` with the named arguments as a JSON object, the
 service-role key as `apikey` and bearer token (the server side bypasses row-level
 security; never ship this key to a browser). supabase-py is given our tuned httpx
-client. PostgREST failures are mapped onto the same two storage errors as asyncpg's:
-a SQLSTATE goes through the shared classifier; PostgREST's own codes and bare HTTP
-statuses (a gateway's 502, a 429) are classified here.
+client, and arguments without U+0000 (`storage.jsonb`). PostgREST failures are
+mapped onto the same two storage errors as asyncpg's: a SQLSTATE goes through the
+shared classifier; PostgREST's own codes, the gateway's answers without a code (a
+refused API key) and bare HTTP statuses (a gateway's 502, a 429) are classified here.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class SupabaseBackend:
 
     async def call(self, function: str, args: Mapping[str, Any]) -> Any:
         try:
-            params = {name: jsonb.plain(value) for name, value in args.items()}
+            params = jsonb.without_nul({name: jsonb.plain(v) for name, v in args.items()})
             response = await self._client.rpc(function, params).execute()
         except APIError as exc:
             raise translate(exc) from exc

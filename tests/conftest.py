@@ -2,7 +2,14 @@
 
 The embedded server starts once (about a second). Migrations are applied once to
 a template database; each test gets its own copy (`CREATE DATABASE … TEMPLATE`),
-so tests never see each other's rows and need no clean-up.
+so tests never see each other's rows and need no clean-up. Every database is
+set up the way a Supabase project is (its roles and default privileges, see
+`supabase_roles.sql`) before the migrations run, so the migrations meet what they
+meet on Supabase.
+
+A Supabase project (real PostgREST behind a `/rest/v1` gateway, migrated by the
+Supabase CLI) starts once per session too, on first use (`supabase_stack`);
+`supabase` hands it to a test emptied.
 """
 
 from __future__ import annotations
@@ -12,16 +19,20 @@ import itertools
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 
+if TYPE_CHECKING:
+    from tests.supabase_stack import SupabaseStack
+
 from ingest.settings import Settings
 from storage.embedded import EmbeddedPostgres
 from storage.migrations import apply_migrations
 from storage.postgres import PostgresBackend
+from tests.supabase_cli import prepare_roles
 
 TEMPLATE = "ingest_template"
 _counter = itertools.count()
@@ -50,6 +61,7 @@ BASE_ENV: dict[str, str] = {
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
     server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", delete_on_exit=True)
     server.create_database(TEMPLATE)
+    asyncio.run(prepare_roles(server.url(TEMPLATE)))
     asyncio.run(apply_migrations(server.url(TEMPLATE)))
     yield server
     server.cleanup()
@@ -62,6 +74,24 @@ def database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
     url = pg_server.create_database(name, template=TEMPLATE)
     yield url
     pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def supabase_stack(
+    pg_server: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SupabaseStack]:
+    """PostgREST + gateway on a database migrated by `supabase db push`, once per session."""
+    from tests.supabase_stack import running_stack
+
+    with running_stack(pg_server, tmp_path_factory.mktemp("supabase")) as stack:
+        yield stack
+
+
+@pytest.fixture
+async def supabase(supabase_stack: SupabaseStack) -> SupabaseStack:
+    """The session's Supabase project with every table as the migrations left it."""
+    await supabase_stack.reset()
+    return supabase_stack
 
 
 @pytest.fixture
@@ -149,13 +179,15 @@ def qstash_settings(
     return make
 
 
-async def wait_settled(backend: PostgresBackend, *, within: float = 10.0) -> dict[str, int]:
+async def wait_settled(database: Any, *, within: float = 10.0) -> dict[str, int]:
     """Wait until the relay has settled every admitted event (none left pending);
-    return the ledger's counts by state. Fails the test if the relay never gets there."""
+    return the ledger's counts by state. Fails the test if the relay never gets there.
+    `database`: the test's `PostgresBackend`, or anything with an async `fetch(sql)`."""
+    fetch = database.pool.fetch if isinstance(database, PostgresBackend) else database.fetch
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
-        rows = await backend.pool.fetch("select state, count(*) n from ingest_ledger group by 1")
+        rows = await fetch("select state, count(*) n from ingest_ledger group by 1")
         states = {r["state"]: r["n"] for r in rows}
         if not states.get("pending"):
             return states

@@ -122,9 +122,9 @@ declare
     v_id         text;
     v_state      text;
     v_error      text;
-    v_new        text[] := '{}';
-    v_failed     text[] := '{}';
-    v_unwritable text[] := '{}';
+    v_new        text[] := '{}'::text[];
+    v_failed     text[] := '{}'::text[];
+    v_unwritable text[] := '{}'::text[];
 begin
     for v_event in select e from jsonb_array_elements(p_events) e loop
         v_id := v_event->>'dedup_id';

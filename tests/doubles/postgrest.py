@@ -1,17 +1,23 @@
-"""A PostgREST double for `/rest/v1/rpc/<function>`, backed by the real test database.
+"""A PostgREST double that answers only what a test programs, nothing else.
 
-It checks what PostgREST (behind Supabase's gateway) checks for a service-role call
-(`apikey` header and `Authorization: Bearer` with the same key), runs the named
-function with the JSON body as named arguments on real PostgreSQL, and answers the
-way PostgREST does: 200 with the function's JSON result, or an error body
-`{"code", "message", "details", "hint"}` where `code` is the SQLSTATE (400 for data
-errors) or a PGRST code (503 PGRST000 when the database is unreachable). Tests can
-queue programmed answers to exercise the error mapping.
+The Supabase backend is tested against a real PostgREST (tests/supabase_stack.py).
+This double stays for the answers no real server here can be made to give without
+taking the session's database away or faking a gateway:
+
+- `PGRST000` (503, the database unreachable) and `PGRST003` (504, the pool timed out);
+- `PGRST100` (400, a malformed query string: supabase-py's `rpc` never builds one);
+- `40001` (serialization failure): PostgREST 12 retries a transaction that fails with
+  it inside itself (hasql-transaction), without end and without answering, even after
+  the client has gone; a function that raises it every time keeps it busy for good;
+- what a proxy in front of PostgREST answers on its own, with no PostgREST body:
+  a 502 HTML page, 429, 408, 413.
+
+Every request is recorded; with nothing programmed it answers 500, so a test that
+forgot to program an answer fails loudly.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,50 +26,31 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from storage import DataRejected, StorageUnavailable
-from storage.postgres import PostgresBackend
-
-SERVICE_ROLE_KEY = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJl"
-
 
 @dataclass
 class PostgrestDouble:
-    backend: PostgresBackend
-    key: str = SERVICE_ROLE_KEY
     requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
-    programmed: deque[Response] = field(default_factory=deque)
+    programmed: list[tuple[str | None, Response]] = field(default_factory=list)
 
-    def answer_next(self, status: int, body: dict[str, Any] | str) -> None:
+    def answer_next(
+        self, status: int, body: dict[str, Any] | str, *, function: str | None = None
+    ) -> None:
+        """Answer the next call (of `function` only, when given) with `status` and `body`."""
         if isinstance(body, str):
-            self.programmed.append(Response(body, status_code=status, media_type="text/html"))
+            response: Response = Response(body, status_code=status, media_type="text/html")
         else:
-            self.programmed.append(JSONResponse(body, status_code=status))
+            response = JSONResponse(body, status_code=status)
+        self.programmed.append((function, response))
 
     @property
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/rest/v1/rpc/{function}", self._rpc, methods=["POST"])])
 
     async def _rpc(self, request: Request) -> Response:
-        body = await request.body()
-        self.requests.append((request.url.path, dict(request.headers), body))
-        if (
-            request.headers.get("apikey") != self.key
-            or request.headers.get("authorization") != f"Bearer {self.key}"
-        ):
-            return _error(401, "PGRST301", "JWT invalid")
-        if self.programmed:
-            return self.programmed.popleft()
-        args = await request.json()
-        try:
-            result = await self.backend.call(request.path_params["function"], args)
-        except DataRejected as exc:
-            return _error(400, exc.sqlstate or "22000", str(exc))
-        except StorageUnavailable as exc:
-            return _error(503, "PGRST000", str(exc))
-        return JSONResponse(result)
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"code": code, "message": message, "details": None, "hint": None}, status_code=status
-    )
+        self.requests.append((request.url.path, dict(request.headers), await request.body()))
+        called = request.path_params["function"]
+        for index, (function, response) in enumerate(self.programmed):
+            if function in (None, called):
+                del self.programmed[index]
+                return response
+        return Response("nothing programmed", status_code=500)
