@@ -7,8 +7,9 @@ privileges) before the migrations run, so these hold where they matter:
 - every table has row-level security on and no policy: nothing is readable or
   writable with the public `anon` key, through the REST API or otherwise;
 - `supabase db advisors` reports no WARN (nor ERROR).
-A migration that adds a function must therefore set its search_path and revoke
-EXECUTE from public, anon and authenticated itself; these tests fail until it does.
+A migration that adds a function must therefore set its search_path and end with
+`select public.ingest_secure_functions();` (which revokes EXECUTE from public, anon and
+authenticated); these tests fail until it does.
 """
 
 from __future__ import annotations
