@@ -32,7 +32,10 @@ def translate(exc: BaseException) -> StorageError:
     if isinstance(exc, StorageError):
         return exc
     if isinstance(exc, asyncpg.PostgresError):
-        return from_sqlstate(f"{type(exc).__name__}: {exc}", getattr(exc, "sqlstate", None))
+        # The message alone: the DETAIL of a constraint violation quotes the row (message
+        # text), and this text ends up in logs and in the ledger's `reason`.
+        message = getattr(exc, "message", None) or str(exc).split("\n", 1)[0]
+        return from_sqlstate(f"{type(exc).__name__}: {message}", getattr(exc, "sqlstate", None))
     return StorageUnavailable(f"{type(exc).__name__}: {exc}")
 
 
