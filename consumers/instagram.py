@@ -24,7 +24,7 @@ from consumers import signature
 from consumers.errors import MalformedRequest, UnsupportedMediaType, respond
 from consumers.processing import Processor
 from contracts import event_from_json
-from contracts.http import answer, is_json_content_type, read_body
+from contracts.http import answer, is_json_content_type, loggable, read_body
 from storage import Backend
 
 DELIVERY_PATH = "/api/qstash/instagram-ingestion"
@@ -74,8 +74,8 @@ def routes(
         return body
 
     async def deliver(request: Request) -> Response:
-        message_id = request.headers.get("upstash-message-id")
-        retried = request.headers.get("upstash-retried")
+        message_id = loggable(request.headers.get("upstash-message-id"))
+        retried = loggable(request.headers.get("upstash-retried"), 8)
         try:
             event = event_from_json(await read_signed(request, config.delivery_url))
             outcome = await processor.process(event)
@@ -111,9 +111,9 @@ def routes(
             return respond(exc, config.permanent_status)
         log.error(
             "qstash_dead_letter",
-            dlq_id=callback.get("dlqId"),
-            source_message_id=callback.get("sourceMessageId"),
-            last_status=callback.get("status"),
+            dlq_id=loggable(callback.get("dlqId")),
+            source_message_id=loggable(callback.get("sourceMessageId")),
+            last_status=loggable(callback.get("status"), 8),
         )
         return answer(200, "recorded", outcome=result["outcome"])
 

@@ -54,3 +54,11 @@ def is_json_content_type(value: str | None) -> bool:
     return media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json")
     )
+
+
+def loggable(value: object, limit: int = 64) -> str | None:
+    """A value taken from a request, bounded for a log line (input never fills the logs)."""
+    if value is None:
+        return None
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -20,7 +20,7 @@ import uvicorn
 from ingest.app import create_app
 from ingest.base_url import resolve_base_url
 from ingest.logging import configure_logging
-from ingest.settings import Secret, Settings, load_or_exit
+from ingest.settings import Secret, Settings, SettingsError, load_or_exit
 from storage.migrations import apply_migrations
 
 log = structlog.get_logger("ingest")
@@ -39,13 +39,21 @@ def prepare(settings: Settings, stack: ExitStack) -> Settings:
         applied = asyncio.run(apply_migrations(settings.database_url.reveal()))
         log.info("migrations", applied=applied)
     if settings.public_base_url is None:
-        settings = dataclasses.replace(settings, public_base_url=resolve_base_url(settings))
+        settings = dataclasses.replace(settings, public_base_url=_base_url_or_exit(settings))
     if not settings.publishes_to_qstash:
         log.warning(
             "qstash_disabled",
             detail="QSTASH_TOKEN is not set: events are processed directly in-process",
         )
     return settings
+
+
+def _base_url_or_exit(settings: Settings) -> str:
+    try:
+        return resolve_base_url(settings)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

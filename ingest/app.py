@@ -39,6 +39,8 @@ from storage.supabase import SupabaseBackend
 
 log = structlog.get_logger(__name__)
 
+EVENT_OVERHEAD_BYTES = 64 * 1024
+
 
 def make_backend(settings: Settings, http: httpx.AsyncClient | None = None) -> Backend:
     """Direct Postgres when `DATABASE_URL` is set (fastest), else Supabase's REST `rpc`."""
@@ -163,7 +165,9 @@ def create_app(
         base_url=base_url,
         leeway_seconds=settings.qstash_leeway_seconds,
         permanent_status=settings.consumer_permanent_status,
-        max_body_bytes=settings.max_body_bytes,
+        # An event is at most its item plus its modelled fields (the text travels once):
+        # whatever the webhook accepted, the consumer accepts back from QStash.
+        max_body_bytes=settings.max_body_bytes + EVENT_OVERHEAD_BYTES,
     )
 
     routes: list[BaseRoute] = [
@@ -171,7 +175,12 @@ def create_app(
         *webhook.routes(settings, admission, metrics),
         *internal.routes(settings, admission),
         *consumer_routes(consumer, processor, backend, metrics.observe_consumer_status),
-        *metrics_routes(metrics, read_status, settings.metrics_token),
+        *metrics_routes(
+            metrics,
+            read_status,
+            settings.metrics_token,
+            public=settings.metrics_public or settings.development,
+        ),
     ]
 
     @asynccontextmanager
@@ -226,12 +235,19 @@ async def _stop_relay(relay: Relay, task: asyncio.Task[None], grace: float = 10.
 def app_from_env() -> Starlette:
     """For `uvicorn --factory ingest.app:app_from_env` (Procfile)."""
     import dataclasses
+    import sys
 
     from ingest.base_url import resolve_base_url
     from ingest.logging import configure_logging
+    from ingest.settings import SettingsError, load_or_exit
 
-    settings = Settings.from_env()
+    settings = load_or_exit()
     configure_logging(settings.log_level)
     if settings.public_base_url is None:
-        settings = dataclasses.replace(settings, public_base_url=resolve_base_url(settings))
+        try:
+            base_url = resolve_base_url(settings)
+        except SettingsError as exc:
+            print(f"configuration error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        settings = dataclasses.replace(settings, public_base_url=base_url)
     return create_app(settings)

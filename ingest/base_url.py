@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 import structlog
 
-from ingest.settings import Settings
+from ingest.settings import Settings, SettingsError
 
 NGROK_API = "http://127.0.0.1:4040/api/tunnels"
 
@@ -38,10 +38,18 @@ def ngrok_public_url(api: str = NGROK_API, *, timeout: float = 0.5) -> str | Non
 
 
 def resolve_base_url(settings: Settings, *, ngrok_api: str = NGROK_API) -> str:
+    """The URL QStash calls. Outside development, publishing to QStash with nothing
+    better than localhost is refused (cloud QStash would refuse every publish, and
+    every event would quietly be stored directly instead)."""
     if settings.public_base_url:
         url, source = settings.public_base_url, "PUBLIC_BASE_URL"
     elif tunnel := ngrok_public_url(ngrok_api):
         url, source = tunnel, "ngrok"
+    elif settings.publishes_to_qstash and not settings.development:
+        raise SettingsError(
+            "PUBLIC_BASE_URL is required with QSTASH_TOKEN outside development: QStash must "
+            "reach this service at a public URL (it refuses localhost), and no ngrok tunnel runs"
+        )
     else:
         url, source = f"http://localhost:{settings.port}", "local"
     log.info("public_base_url", url=url, source=source)

@@ -4,9 +4,10 @@ Each app gets its own `CollectorRegistry` (no process-global state, so tests and
 several apps in one process never mix counts). Labels are small closed sets
 (kinds, outcomes, status classes): never user IDs or message IDs.
 
-The gauges that describe shared state (held events, breaker, kill switch) are read
-from the database when Prometheus scrapes, not maintained per event, so the hot
-path pays nothing for them and every instance reports the same truth.
+The gauges that describe shared state (backlog, held and failed events, breaker,
+kill switch) are read from the database when Prometheus scrapes, not maintained per
+event, so the hot path pays nothing for them and every instance reports the same
+truth; when the database cannot be read they are absent, and `ingest_database_up` is 0.
 """
 
 from __future__ import annotations
@@ -89,31 +90,6 @@ class Metrics:
             ["status_class"],
             registry=self.registry,
         )
-        self.held_events = Gauge(
-            "ingest_held_events",
-            "Events held by the kill switch and not yet replayed.",
-            registry=self.registry,
-        )
-        self.pending_events = Gauge(
-            "ingest_pending_events",
-            "Admitted events the relay has not settled yet.",
-            registry=self.registry,
-        )
-        self.failed_events = Gauge(
-            "ingest_failed_events",
-            "Events that could not be stored (replayable with `ingestctl replay --failed`).",
-            registry=self.registry,
-        )
-        self.kill_switch = Gauge(
-            "ingest_kill_switch_active",
-            "1 while the kill switch is on (manually or by the breaker).",
-            registry=self.registry,
-        )
-        self.breaker_tripped = Gauge(
-            "ingest_breaker_tripped",
-            "1 while the circuit breaker has tripped the kill switch.",
-            registry=self.registry,
-        )
 
     def observe_events(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -142,8 +118,11 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def routes(metrics: Metrics, read_status: StatusReader, token: Secret | None) -> list[BaseRoute]:
-    """`GET /metrics`; protected by a bearer token when `METRICS_TOKEN` is set."""
+def routes(
+    metrics: Metrics, read_status: StatusReader, token: Secret | None, *, public: bool
+) -> list[BaseRoute]:
+    """`GET /metrics`: with `METRICS_TOKEN`, for that bearer token only; without one, open
+    only where `public` (METRICS_PUBLIC=true, or development), else closed (403)."""
     expected = f"Bearer {token.reveal()}".encode() if token else None
 
     async def scrape(request: Request) -> Response:
@@ -151,15 +130,41 @@ def routes(metrics: Metrics, read_status: StatusReader, token: Secret | None) ->
             given = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 return answer(401, "unauthorized", "missing or wrong bearer token")
+        elif not public:
+            return answer(
+                403, "forbidden", "metrics are closed: set METRICS_TOKEN or METRICS_PUBLIC"
+            )
         try:
-            status = await read_status()
+            status: Mapping[str, Any] | None = await read_status()
         except StorageError:  # a scrape must not fail because the database is down
-            status = {}
-        metrics.held_events.set(float(status.get("held", 0) or 0))
-        metrics.pending_events.set(float(status.get("pending", 0) or 0))
-        metrics.failed_events.set(float(status.get("failed", 0) or 0))
-        metrics.kill_switch.set(1.0 if status.get("kill_switch") else 0.0)
-        metrics.breaker_tripped.set(1.0 if status.get("breaker_tripped") else 0.0)
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+            status = None
+        body = metrics.render() + _database_gauges(status)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return [Route("/metrics", scrape, methods=["GET"])]
+
+
+# Read from the database at scrape time: every instance reports the same truth, and the
+# hot path pays nothing for them. When the database cannot be read they are absent, not
+# 0 (a kill switch reported as off while nobody can tell would be a lie).
+_DATABASE_GAUGES = (
+    ("ingest_pending_events", "Admitted events the relay has not settled yet.", "pending"),
+    ("ingest_held_events", "Events held by the kill switch and not yet replayed.", "held"),
+    ("ingest_failed_events", "Events that could not be stored (replayable).", "failed"),
+    ("ingest_kill_switch_active", "1 while the kill switch is on.", "kill_switch"),
+    (
+        "ingest_breaker_tripped",
+        "1 while the breaker has tripped the kill switch.",
+        "breaker_tripped",
+    ),
+)
+
+
+def _database_gauges(status: Mapping[str, Any] | None) -> bytes:
+    registry = CollectorRegistry(auto_describe=True)
+    up = Gauge("ingest_database_up", "1 when the database answered this scrape.", registry=registry)
+    up.set(0.0 if status is None else 1.0)
+    if status is not None:
+        for name, description, key in _DATABASE_GAUGES:
+            Gauge(name, description, registry=registry).set(float(status.get(key) or 0))
+    return generate_latest(registry)

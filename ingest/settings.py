@@ -27,10 +27,17 @@ DEFAULT_GRAPH_API_URL = "https://graph.instagram.com/v21.0"
 DEV_META_SECRET = "dev-meta-app-secret"  # noqa: S105 - a documented development default
 DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105
 DEV_INTERNAL_TOKEN = "dev-internal-token"  # noqa: S105
+# The QStash development server's fixed, published credentials (QSTASH.md).
+QSTASH_DEV_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="  # noqa: S105
+QSTASH_DEV_KEYS = ("sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r", "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs")
 
-# Values people paste from examples; refused outside development.
+# Values people paste from examples, and every published development secret: refused
+# outside development wherever they appear (a list of secrets included).
 _PLACEHOLDERS = frozenset(
     {"", "changeme", "change-me", "secret", "password", "token", "xxx", "todo", "replace-me"}
+)
+_PUBLISHED = frozenset(
+    {DEV_META_SECRET, DEV_VERIFY_TOKEN, DEV_INTERNAL_TOKEN, QSTASH_DEV_TOKEN, *QSTASH_DEV_KEYS}
 )
 
 
@@ -114,12 +121,14 @@ class Settings:
     instagram_access_token: Secret | None
     graph_api_url: str
     metrics_token: Secret | None
+    metrics_public: bool
     safety: SafetyLimits
     relay_sweep_seconds: float
 
     @property
     def development(self) -> bool:
-        return self.app_env is not AppEnv.PRODUCTION
+        """Only `development` relaxes anything (README: "Configuration")."""
+        return self.app_env is AppEnv.DEVELOPMENT
 
     @property
     def uses_embedded_database(self) -> bool:
@@ -142,6 +151,19 @@ class Settings:
             env_path = None
         config = Config(env_file=env_path, environ=dict(os.environ if environ is None else environ))
         return _Reader(config).settings()
+
+
+def _published(value: str) -> bool:
+    return value.lower() in _PLACEHOLDERS or value in _PUBLISHED
+
+
+def _boolean(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
 
 
 def load_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
@@ -203,13 +225,13 @@ class _Reader:
             if required:
                 raise SettingsError(f"{name} is required (see .env.example)")
             return None
-        if not self.development and value.lower() in _PLACEHOLDERS | {dev_default}:
-            raise SettingsError(f"{name} holds a placeholder value; set a real secret")
+        if not self.development and _published(value):
+            raise SettingsError(f"{name} holds a placeholder or a published development value")
         return Secret(value)
 
     @property
     def development(self) -> bool:
-        return self.app_env() is not AppEnv.PRODUCTION
+        return self.app_env() is AppEnv.DEVELOPMENT
 
     def app_env(self) -> AppEnv:
         return self.typed("APP_ENV", AppEnv, AppEnv.PRODUCTION)
@@ -218,8 +240,12 @@ class _Reader:
         joined = self.secret("META_APP_SECRETS", required=True, dev_default=DEV_META_SECRET)
         assert joined is not None
         secrets = tuple(Secret(s.strip()) for s in joined.reveal().split(",") if s.strip())
-        if not self.development and any(s.reveal().lower() in _PLACEHOLDERS for s in secrets):
-            raise SettingsError("META_APP_SECRETS holds a placeholder value; set a real secret")
+        if not secrets:
+            raise SettingsError("META_APP_SECRETS holds no secret")
+        if not self.development and any(_published(s.reveal()) for s in secrets):
+            raise SettingsError(
+                "META_APP_SECRETS holds a placeholder or a published development secret"
+            )
         return secrets
 
     def settings(self) -> Settings:
@@ -227,13 +253,13 @@ class _Reader:
         database_url = self.secret("DATABASE_URL", required=False)
         supabase_url = self.url("SUPABASE_URL")
         supabase_key = self.secret("SUPABASE_SERVICE_ROLE_KEY", required=supabase_url is not None)
-        if app_env is AppEnv.PRODUCTION and database_url is None and supabase_url is None:
+        if not self.development and database_url is None and supabase_url is None:
             raise SettingsError(
                 "DATABASE_URL or SUPABASE_URL is required outside development "
                 "(the embedded database is for local use only)"
             )
         qstash_token = self.secret("QSTASH_TOKEN", required=False)
-        signing_required = qstash_token is not None or app_env is AppEnv.PRODUCTION
+        signing_required = qstash_token is not None or not self.development
         permanent_status = self.typed("CONSUMER_PERMANENT_STATUS", int, 489)
         if permanent_status not in (400, 489):
             raise SettingsError(
@@ -273,6 +299,7 @@ class _Reader:
             instagram_access_token=self.secret("INSTAGRAM_ACCESS_TOKEN", required=False),
             graph_api_url=self.url("GRAPH_API_URL", DEFAULT_GRAPH_API_URL) or DEFAULT_GRAPH_API_URL,
             metrics_token=self.secret("METRICS_TOKEN", required=False),
+            metrics_public=self.typed("METRICS_PUBLIC", _boolean, False),
             safety=self.safety(),
             relay_sweep_seconds=self.positive_float("RELAY_SWEEP_SECONDS", 1.0),
         )

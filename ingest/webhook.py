@@ -10,7 +10,6 @@ is 503 so that Meta redelivers (duplicates are harmless: the ledger absorbs them
 from __future__ import annotations
 
 import hmac
-import json
 
 import structlog
 from starlette.requests import Request
@@ -18,8 +17,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from contracts import Event, EventKind
-from contracts.http import BodyTooLarge, answer, is_json_content_type, read_body
-from ingest import meta_signature
+from contracts.http import BodyTooLarge, answer, is_json_content_type, loggable, read_body
+from ingest import meta_signature, safe_json
 from ingest.acceptance import EventSink, hand_over
 from ingest.metrics import Metrics
 from ingest.parser import is_envelope, parse_delivery
@@ -45,8 +44,9 @@ def routes(settings: Settings, sink: EventSink, metrics: Metrics | None = None) 
             and hmac.compare_digest(token, verify_token)
         ):
             log.info("webhook_handshake_accepted")
-            return PlainTextResponse(challenge)
-        log.warning("webhook_handshake_refused", mode=params.get("hub.mode"))
+            # The challenge is reflected input: never let a browser sniff it into HTML.
+            return PlainTextResponse(challenge, headers={"X-Content-Type-Options": "nosniff"})
+        log.warning("webhook_handshake_refused", mode=loggable(params.get("hub.mode")))
         return answer(403, "forbidden", "verification failed")
 
     async def deliver(request: Request) -> Response:
@@ -61,12 +61,12 @@ def routes(settings: Settings, sink: EventSink, metrics: Metrics | None = None) 
         except meta_signature.SignatureError as exc:
             return _reject(401, "unauthorized", str(exc))
         try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            loaded = safe_json.loads(body)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError included
             return _reject(400, "bad_request", "body is not valid JSON")
-        if not is_envelope(payload):
+        if not is_envelope(loaded.value):
             return _reject(400, "bad_request", "not a webhook envelope (no entry array)")
-        events = parse_delivery(payload)
+        events = parse_delivery(loaded.value, storable=loaded.clean)
         _log_unsupported(events)
         if metrics is not None:
             metrics.observe_events(events)
@@ -95,7 +95,8 @@ def _log_unsupported(events: list[Event]) -> None:
         if event.kind is EventKind.UNSUPPORTED:
             log.info(
                 "webhook_unsupported_item",
-                field=getattr(event, "field", None),
-                keys=sorted(event.raw)[:10],
-                dedup_id=event.dedup_id,
+                field=loggable(getattr(event, "field", None)),
+                keys=[loggable(key, 32) for key in sorted(event.raw)[:10]],
+                reason=getattr(event, "reason", None),
+                dedup_id=loggable(event.dedup_id, 128),
             )

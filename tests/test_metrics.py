@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.errors import NON_RETRYABLE_HEADER
@@ -24,6 +25,13 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for sample in family.samples:
             found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return found
+
+
+@pytest.fixture
+async def client(make_settings: Callable[..., Settings]) -> AsyncIterator[httpx.AsyncClient]:
+    """The service with its metrics open to anyone (as METRICS_PUBLIC=true makes them)."""
+    async for c in open_client(create_app(make_settings(METRICS_PUBLIC="true"))):
+        yield c
 
 
 async def test_scrape_after_a_known_sequence(
@@ -71,7 +79,7 @@ async def test_scrape_after_a_known_sequence(
 async def test_publish_latency_is_observed(
     qstash_settings: Callable[..., Settings], qstash: Any, backend: PostgresBackend
 ) -> None:
-    async for client in open_client(create_app(qstash_settings())):
+    async for client in open_client(create_app(qstash_settings(METRICS_PUBLIC="true"))):
         await post(client, text_message("m_lat"))
         assert await wait_settled(backend) == {"published": 1}
         got = samples((await client.get("/metrics")).text)
@@ -85,10 +93,30 @@ async def test_metrics_token_protects_the_scrape(make_settings: Callable[..., Se
         assert authorised.status_code == 200
 
 
-async def test_scrape_survives_a_database_outage(client: httpx.AsyncClient, pg_server: Any) -> None:
+async def test_metrics_are_closed_outside_development_without_a_token(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async for client in open_client(create_app(make_settings())):
+        response = await client.get("/metrics")
+    assert response.status_code == 403
+    assert "METRICS_TOKEN" in response.json()["error"]
+
+
+async def test_database_gauges_are_absent_not_zero_while_the_database_is_down(
+    client: httpx.AsyncClient, backend: PostgresBackend, pg_server: Any
+) -> None:
+    await backend.call(
+        "ingest_set_kill_switch", {"p_active": True, "p_reason": "t", "p_by": "t", "p_hold": False}
+    )
+    up = samples((await client.get("/metrics")).text)
+    assert (up[("ingest_database_up", ())], up[("ingest_kill_switch_active", ())]) == (1, 1)
     pg_server.stop()
     try:
         response = await client.get("/metrics")
     finally:
         pg_server.start()
     assert response.status_code == 200
+    down = samples(response.text)
+    assert down[("ingest_database_up", ())] == 0
+    assert ("ingest_kill_switch_active", ()) not in down  # unknown, not "off"
+    assert ("ingest_pending_events", ()) not in down
