@@ -1,6 +1,6 @@
 """The contract's JSON Schema, generated from the models and checked in.
 
-`python -m contracts.schema` rewrites `contracts/schema/event.v1.json` and the
+`python -m contracts.schema` rewrites `contracts/schema/event.v2.json` and the
 contract's component schemas in `openapi.yaml`; tests fail when either differs
 from what the models generate, so the three cannot drift apart.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from contracts.events import EVENT_ADAPTER
 
-SCHEMA_PATH = Path(__file__).parent / "schema" / "event.v1.json"
+SCHEMA_PATH = Path(__file__).parent / "schema" / "event.v2.json"
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
 OPENAPI_REF = "#/components/schemas/{model}"
 
@@ -23,7 +23,7 @@ def event_schema() -> dict[str, Any]:
     schema = EVENT_ADAPTER.json_schema(mode="serialization")
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://instagram-ingest.example/schemas/event.v1.json",
+        "$id": "https://instagram-ingest.example/schemas/event.v2.json",
         "title": "Event",
         **schema,
     }

@@ -8,7 +8,6 @@ ID is always recomputed from the event, never taken from the caller.
 from __future__ import annotations
 
 import hmac
-import json
 
 import structlog
 from pydantic import ValidationError
@@ -18,11 +17,16 @@ from starlette.routing import BaseRoute, Route
 
 from contracts import EVENT_ADAPTER, EVENT_LIST_ADAPTER, Event
 from contracts.http import BodyTooLarge, answer, is_json_content_type, read_body
+from ingest import safe_json
 from ingest.acceptance import EventSink, hand_over
 from ingest.settings import Settings
 
 PATH = "/api/internal/ingest-event"
 MAX_EVENTS = 1000
+_UNHOLDABLE = (
+    "values no contract event can hold: an integer beyond 18 digits, NaN or Infinity, "
+    "or nesting beyond 256 levels"
+)
 
 log = structlog.get_logger(__name__)
 
@@ -39,11 +43,13 @@ def routes(settings: Settings, sink: EventSink) -> list[BaseRoute]:
             return answer(415, "unsupported_media_type", "Content-Type must be application/json")
         try:
             body = await read_body(request, settings.max_body_bytes)
-            payload = json.loads(body)
+            payload = safe_json.loads(body).value
         except BodyTooLarge as exc:
             return answer(413, "too_large", str(exc))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError included
             return answer(400, "bad_request", "body is not valid JSON")
+        if safe_json.has_marks(payload):
+            return answer(422, "invalid", _UNHOLDABLE)
         try:
             events = _events(payload)
         except ValidationError as exc:

@@ -1,42 +1,40 @@
-"""Meta's webhook envelope in, contract events out: a pure function.
+"""Meta's webhook envelope in, contract events out: a pure function that never raises.
 
 Rules that keep nothing from being lost:
-- every element of every ``entry[].messaging[]``, ``entry[].standby[]`` and
-  ``entry[].changes[]`` becomes exactly one event (items in == events out);
-- an item we do not recognise, or one whose shape is off (a missing ``mid``, a
-  number where an object belongs), becomes an `UnsupportedEvent` carrying the
-  raw item, never an exception;
-- any envelope ``object`` is parsed the same way (``instagram``, or ``page`` for
-  Messenger-linked setups): a signed delivery is Meta's, so it is kept.
+- every element of every entry's ``messaging[]``, ``standby[]`` and ``changes[]`` (and
+  an entry's own ``field``/``value``, as Meta's Business-Login template writes it)
+  becomes exactly one event; an entry with nothing we recognise becomes one
+  `UnsupportedEvent` of its own;
+- an item we do not recognise, or whose shape is off, becomes an `UnsupportedEvent`
+  with its raw item (and, from ``changes``, its field, sender and time);
+- an item the database could not hold as it is (an identifier too long or carrying a
+  lone surrogate, a number beyond any column, nesting beyond the contract's depth)
+  becomes an `UnsupportedEvent` keeping the item whole as ``raw_text``; free text is
+  cleaned by the contract (lone surrogates and U+0000 become U+FFFD);
+- the App Dashboard's "Test" deliveries (entry id ``"0"``, sender ``12334`` and
+  recipient ``23245``) are kept as test events, never as a customer's message;
+- any envelope ``object`` is parsed; ``page`` (Messenger) events say so in ``platform``.
 
-``changes`` items whose field carries a messaging event (the "Instagram API with
-Instagram Login" shape) are parsed like ``messaging`` items, with
-``source="changes"`` and the whole change item as ``raw``.
+Times: ``messaging[]`` and ``standby[]`` carry milliseconds; ``changes[]`` carry seconds
+(``entry.time``, and the dashboard's string ``timestamp``), made milliseconds here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
+import structlog
 from pydantic import ValidationError
 
-from contracts import (
-    Attachment,
-    ChangeEvent,
-    EditEvent,
-    Event,
-    MessageEvent,
-    PostbackEvent,
-    ReactionEvent,
-    ReadEvent,
-    ReferralEvent,
-    Story,
-    UnsendEvent,
-    UnsupportedEvent,
-)
+from contracts import EVENT_ADAPTER, Event, UnsupportedEvent
+from contracts.values import MAX_DEPTH, STORABLE, clean_json
+from ingest import items as build
+from ingest.safe_json import exact_dumps, has_marks
 
 JsonDict = dict[str, Any]
+
+log = structlog.get_logger(__name__)
 
 # `changes` fields whose value is a messaging event.
 MESSAGING_FIELDS = frozenset(
@@ -51,7 +49,26 @@ MESSAGING_FIELDS = frozenset(
         "messaging_handover",
     }
 )
-_MAX_TIMESTAMP = 10**15  # far beyond any real millisecond timestamp; larger is not a time
+TEST_ACCOUNT = "0"
+TEST_SENDER, TEST_RECIPIENT = "12334", "23245"
+_MILLIS_FROM = 10**11  # below: seconds (year 5138); above: milliseconds (1973 on)
+_ENTRY_KEYS = frozenset({"id", "time", "messaging", "standby", "changes", "field", "value"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """What every event of one entry shares."""
+
+    account_id: str
+    time_ms: int | None
+    platform: str
+    storable: bool
+    source: str = "messaging"
+    standby: bool = False
+
+    @property
+    def is_test(self) -> bool:
+        return self.account_id == TEST_ACCOUNT
 
 
 def is_envelope(payload: object) -> bool:
@@ -59,201 +76,204 @@ def is_envelope(payload: object) -> bool:
     return isinstance(payload, dict) and isinstance(payload.get("entry"), list)
 
 
-# Entry keys holding items, and how their items are read (`standby`: handover protocol).
-_ENTRY_KEYS = (("messaging", "messaging"), ("standby", "messaging"), ("changes", "changes"))
+def parse_delivery(payload: object, *, storable: bool = False) -> list[Event]:
+    """All events of one delivery, in order. Never raises.
 
-
-def items_of(entry: object) -> list[tuple[str, object]]:
-    """The items of one entry as ``(source, item)``; a non-object entry is one odd item."""
-    if not isinstance(entry, dict):
-        return [("entry", entry)]
-    found: list[tuple[str, object]] = []
-    for key, source in (
-        ("messaging", "messaging"),
-        ("standby", "messaging"),
-        ("changes", "changes"),
-    ):
-        value = entry.get(key)
-        if value is None:
-            continue
-        for item in value if isinstance(value, list) else [value]:
-            found.append((source, item))
-    return found
-
-
-def parse_delivery(payload: object) -> list[Event]:
-    """All events of one delivery, in order. Never raises."""
+    `storable`: the JSON was checked already (`ingest.safe_json.Loaded.clean`), so raw
+    items need no walk to be made storable; without it, every item is checked."""
     if not is_envelope(payload):
         return []
     assert isinstance(payload, dict)
+    platform = "messenger" if payload.get("object") == "page" else "instagram"
     events: list[Event] = []
     for entry in payload["entry"]:
-        account_id = _text(entry.get("id")) if isinstance(entry, dict) else None
-        entry_time = _timestamp(entry.get("time")) if isinstance(entry, dict) else None
-        for source, item in items_of(entry):
-            events.append(_parse_item(source, item, account_id or "", entry_time))
+        events.extend(_entry(entry, platform, storable))
     return events
 
 
-def _parse_item(source: str, item: object, account_id: str, entry_time: int | None) -> Event:
+def items_of(entry: object) -> list[tuple[str, object]]:
+    """Every item of one entry as ``(where, item)``, ``where`` one of messaging, standby,
+    changes, or entry (an entry with nothing else we recognise, kept whole)."""
+    if not isinstance(entry, dict):
+        return [("entry", {"entry": entry})]
+    found = [
+        (key, item)
+        for key in ("messaging", "standby", "changes")
+        for item in _listed(entry.get(key))
+    ]
+    if "field" in entry and "value" in entry:  # a change written on the entry itself
+        found.append(("changes", {"field": entry["field"], "value": entry["value"]}))
+    if not found and set(entry) - _ENTRY_KEYS:
+        found.append(("entry", entry))
+    return found
+
+
+def _entry(entry: object, platform: str, storable: bool) -> list[Event]:
+    account = build.text(entry.get("id")) if isinstance(entry, dict) else None
+    time = entry.get("time") if isinstance(entry, dict) else None
+    base = _Entry(account or "", _millis(time), platform, storable)
+    changes = replace(base, source="changes", time_ms=_millis(time, seconds=True))
+    contexts = {"messaging": base, "standby": replace(base, standby=True), "changes": changes}
+    events: list[Event] = []
+    for where, item in items_of(entry):
+        if where != "entry":
+            events.append(_item(item, contexts[where]))
+        elif isinstance(item, dict) and "changed_fields" in item:
+            events.append(_unsupported(item, changes, "changed_fields without their values"))
+        else:
+            events.append(_unsupported(item, changes, "an entry with nothing we recognise"))
+    return events
+
+
+def _item(item: object, entry: _Entry) -> Event:
     if not isinstance(item, dict):
-        return UnsupportedEvent(account_id=account_id, raw={"item": item})
+        return _unsupported({"item": item}, entry, "an item that is not an object")
+    if not entry.storable and (has_marks(item) or _too_deep(item)):
+        return _unsupported(item, entry, "a value the database cannot hold as it is")
     try:
-        if source == "changes":
-            return _change(item, account_id, entry_time)
-        return _messaging(item, account_id, source="messaging", raw=item)
+        fields = _change(item, entry) if entry.source == "changes" else _messaging(item, entry)
+        return _validated(fields, entry)
     except (ValidationError, TypeError, ValueError, KeyError, AttributeError):
-        return UnsupportedEvent(account_id=account_id, raw=item, **_sender_fields(item))
-
-
-def _change(item: JsonDict, account_id: str, entry_time: int | None) -> Event:
-    field, value = item.get("field"), item.get("value")
-    if not isinstance(field, str) or not isinstance(value, dict):
-        return UnsupportedEvent(account_id=account_id, raw=item, field=_text(field))
-    if field in MESSAGING_FIELDS:
-        return _messaging(value, account_id, source="changes", raw=item, field=field)
-    author = value.get("from")
-    return ChangeEvent(
-        account_id=account_id,
-        field=field,
-        object_id=_text(value.get("id")),
-        sender_id=_text(author.get("id")) if isinstance(author, dict) else None,
-        timestamp=_timestamp(value.get("timestamp")) or entry_time,
-        raw=item,
-    )
+        return _unsupported(item, entry, "not the shape of any event we model")
 
 
 def _messaging(
-    item: JsonDict, account_id: str, *, source: str, raw: JsonDict, field: str | None = None
-) -> Event:
-    common: JsonDict = {
-        "account_id": account_id,
-        "source": source,
-        "raw": raw,
-        **_sender_fields(item),
-    }
-    for key, build in _BUILDERS:
+    item: JsonDict, entry: _Entry, *, change: JsonDict | None = None, field: str | None = None
+) -> dict[str, Any]:
+    """A messaging item's fields; `change`: the `changes` item it came in (its raw)."""
+    common = {**_people(item, entry), "raw": change if change is not None else item}
+    if entry.is_test or _test_people(common):
+        return {**common, **_test(field or "messages")}
+    for key, builder in build.BUILDERS:
         body = item.get(key)
         if body is not None:
             if not isinstance(body, dict):
                 raise TypeError(f"{key} is not an object")
-            return build(body, common)
-    return UnsupportedEvent(**common, field=field)
+            stripped = build.without_text(item, key)
+            common["raw"] = stripped if change is None else {**change, "value": stripped}
+            return {**common, **builder(body, item)}
+    return {**common, "kind": "unsupported", "field": field, "reason": "unrecognised item"}
 
 
-def _message(body: JsonDict, common: JsonDict) -> Event:
-    mid = body["mid"]
-    if body.get("is_deleted"):
-        return UnsendEvent(mid=mid, **common)
-    reply_to = _object(body.get("reply_to"))
-    story = reply_to.get("story")
-    quick_reply = body.get("quick_reply")
-    return MessageEvent(
-        mid=mid,
-        direction="out" if body.get("is_echo") else "in",
-        text=body.get("text"),
-        attachments=[_attachment(a) for a in _items(body.get("attachments"))],
-        reply_to_mid=reply_to.get("mid"),
-        story=Story(id=_text(story.get("id")), url=story.get("url"))
-        if isinstance(story, dict)
-        else None,
-        quick_reply_payload=quick_reply.get("payload") if isinstance(quick_reply, dict) else None,
-        is_unsupported=bool(body.get("is_unsupported")),
-        **common,
-    )
+def _change(item: JsonDict, entry: _Entry) -> dict[str, Any]:
+    field, value = item.get("field"), item.get("value")
+    if not isinstance(field, str) or not isinstance(value, dict):
+        raise TypeError("a change without a field name or a value object")
+    if field in MESSAGING_FIELDS:
+        return _messaging(value, entry, change=item, field=field)
+    author = value.get("from")
+    sender = build.text(author.get("id")) if isinstance(author, dict) else None
+    common = {
+        "sender_id": sender,
+        "timestamp": _millis(value.get("timestamp"), seconds=True) or entry.time_ms,
+        "raw": item,
+    }
+    if entry.is_test:
+        return {**common, **_test(field)}
+    object_id = value.get("id") or value.get("comment_id") or value.get("media_id")
+    return {**common, "kind": "change", "field": field, "object_id": build.text(object_id)}
 
 
-def _attachment(value: object) -> Attachment:
-    if not isinstance(value, dict):
-        return Attachment(type="unknown", payload={"value": value})
-    payload = _object(value.get("payload"))
-    url = payload.get("url")
-    return Attachment(
-        type=str(value.get("type") or "unknown"),
-        url=url if isinstance(url, str) else None,
-        payload=payload,
-    )
-
-
-def _edit(body: JsonDict, common: JsonDict) -> Event:
-    return EditEvent(
-        mid=body["mid"], text=body.get("text"), num_edit=body.get("num_edit") or 0, **common
-    )
-
-
-def _reaction(body: JsonDict, common: JsonDict) -> Event:
-    return ReactionEvent(
-        mid=body["mid"],
-        action=body.get("action") or "react",
-        reaction=body.get("reaction"),
-        emoji=body.get("emoji"),
-        **common,
-    )
-
-
-def _read(body: JsonDict, common: JsonDict) -> Event:
-    return ReadEvent(mid=body.get("mid"), watermark=_timestamp(body.get("watermark")), **common)
-
-
-def _postback(body: JsonDict, common: JsonDict) -> Event:
-    return PostbackEvent(
-        mid=body.get("mid"), title=body.get("title"), payload=body.get("payload"), **common
-    )
-
-
-def _referral(body: JsonDict, common: JsonDict) -> Event:
-    return ReferralEvent(
-        ref=_text(body.get("ref")),
-        referral_source=_text(body.get("source")),
-        referral_type=_text(body.get("type")),
-        **common,
-    )
-
-
-# Exactly one of these keys says what a messaging item is; checked in this order.
-_BUILDERS: tuple[tuple[str, Callable[[JsonDict, JsonDict], Event]], ...] = (
-    ("message", _message),
-    ("message_edit", _edit),
-    ("reaction", _reaction),
-    ("read", _read),
-    ("postback", _postback),
-    ("referral", _referral),
-)
-
-
-def _sender_fields(item: JsonDict) -> JsonDict:
+def _people(item: JsonDict, entry: _Entry) -> dict[str, Any]:
     sender, recipient = item.get("sender"), item.get("recipient")
+    seconds = entry.source == "changes"
     return {
-        "sender_id": _text(sender.get("id")) if isinstance(sender, dict) else None,
-        "recipient_id": _text(recipient.get("id")) if isinstance(recipient, dict) else None,
-        "timestamp": _timestamp(item.get("timestamp")),
+        "sender_id": build.text(sender.get("id")) if isinstance(sender, dict) else None,
+        "recipient_id": build.text(recipient.get("id")) if isinstance(recipient, dict) else None,
+        "timestamp": _millis(item.get("timestamp"), seconds=seconds),
     }
 
 
-def _items(value: object) -> list[object]:
+def _test_people(common: dict[str, Any]) -> bool:
+    return (common["sender_id"], common["recipient_id"]) == (TEST_SENDER, TEST_RECIPIENT)
+
+
+def _test(field: str) -> dict[str, Any]:
+    log.info("webhook_test_delivery", field=field)
+    return {"kind": "unsupported", "is_test": True, "field": field,
+            "reason": "the App Dashboard's test delivery"}  # fmt: skip
+
+
+def _validated(fields: dict[str, Any], entry: _Entry) -> Event:
+    data = {
+        "account_id": entry.account_id,
+        "source": entry.source,
+        "platform": entry.platform,
+        "standby": entry.standby,
+        **fields,
+    }
+    if entry.is_test:
+        data["is_test"] = True
+    return EVENT_ADAPTER.validate_python(data, context=STORABLE if entry.storable else None)
+
+
+def _unsupported(item: object, entry: _Entry, reason: str) -> Event:
+    """Keep `item` whole: as `raw` when the database can hold it, else as JSON text.
+    Sender and time are kept when they are usable (a change's field too)."""
+    people = _people(item, entry) if isinstance(item, dict) else {}
+    if entry.source == "changes":
+        value = item.get("value") if isinstance(item, dict) else None
+        author = value.get("from") if isinstance(value, dict) else None
+        people = {
+            "sender_id": build.text(author.get("id")) if isinstance(author, dict) else None,
+            "timestamp": entry.time_ms,
+        }
+    field = item.get("field") if isinstance(item, dict) else None
+    base: dict[str, Any] = {
+        "kind": "unsupported",
+        "account_id": entry.account_id,
+        "source": entry.source,
+        "platform": entry.platform,
+        "standby": entry.standby,
+        "is_test": entry.is_test,
+        "reason": reason,
+    }
+    if _storable(item):
+        base["raw"] = item
+    else:
+        base["raw_text"] = exact_dumps(item)
+    for extra in ({**people, "field": field}, people, {}):  # keep what validates
+        try:
+            return EVENT_ADAPTER.validate_python({**base, **extra})
+        except ValidationError:
+            continue
+    base.pop("raw", None)
+    base["raw_text"] = exact_dumps(item)
+    base["account_id"] = ""
+    return UnsupportedEvent.model_validate(base)
+
+
+def _storable(item: Any) -> bool:
+    """Whether `jsonb` holds `item` as it is: no marked value, no unclean string, not too deep."""
+    if has_marks(item) or _too_deep(item):
+        return False
+    try:
+        return clean_json(item) is item  # nothing needed cleaning
+    except ValueError:
+        return False
+
+
+def _too_deep(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, dict | list):
+        if depth >= MAX_DEPTH:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        return any(_too_deep(v, depth + 1) for v in children)
+    return False
+
+
+def _millis(value: object, *, seconds: bool = False) -> int | None:
+    """A time as Meta writes it (number or digit string), as milliseconds: seconds where
+    the shape says so, unless the value is plainly milliseconds already."""
+    number = build.count(value)
+    if number is None:
+        return None
+    if seconds and number < _MILLIS_FROM:
+        return number * 1000
+    return number
+
+
+def _listed(value: object) -> list[object]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
-
-
-def _object(value: object) -> JsonDict:
-    return value if isinstance(value, dict) else {}
-
-
-def _text(value: object) -> str | None:
-    """IDs arrive as strings (sometimes as numbers); anything else is absent."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str | int):
-        return str(value)
-    return None
-
-
-def _timestamp(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, int) and 0 <= value < _MAX_TIMESTAMP:
-        return value
-    return None

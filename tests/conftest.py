@@ -45,6 +45,7 @@ INTERNAL_TOKEN = "test-internal-token"
 QSTASH_CURRENT_KEY = "sig_test_current_key_0123456789"
 QSTASH_NEXT_KEY = "sig_test_next_key_9876543210"
 PUBLIC_BASE_URL = "https://ingest.example.test"
+AUTH_INTERNAL = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
 
 BASE_ENV: dict[str, str] = {
     "APP_ENV": "test",

@@ -56,7 +56,10 @@ async def test_every_event_kind_is_stored(
     assert await backend.pool.fetchval("select count(*) from ig_messages") == len(mids - {None})
     assert await backend.pool.fetchval("select count(*) from ig_reactions") >= 1
     stored = await backend.pool.fetch("select distinct kind from ig_events")
-    assert {r["kind"] for r in stored} == {"read", "postback", "referral", "change", "unsupported"}
+    # message_edit: an edit with num_edit 0 and no text marks nothing edited; it is kept here
+    assert {r["kind"] for r in stored} == {
+        "read", "postback", "referral", "change", "unsupported", "message_edit",
+    }  # fmt: skip
 
 
 async def test_every_event_delivered_twice_is_stored_once(
@@ -154,7 +157,7 @@ async def test_database_down_is_500_and_the_retry_stores_it(
 @pytest.mark.parametrize(
     "body",
     [
-        b'{"v":2,"kind":"message","account_id":"1","mid":"m","raw":{}}',
+        b'{"v":3,"kind":"message","account_id":"1","mid":"m","raw":{}}',
         b'{"v":1,"kind":"teleport","account_id":"1","raw":{}}',
         b'{"v":1,"kind":"message","account_id":"1","raw":{}}',
         b"[1,2,3]",
@@ -240,7 +243,7 @@ async def test_failure_callback_records_a_dead_letter_and_fails_the_ledger_row(
 
 def _validation_error() -> ValidationError:
     try:
-        EVENT_ADAPTER.validate_json(b'{"v": 2}')
+        EVENT_ADAPTER.validate_json(b'{"v": 3}')
     except ValidationError as exc:
         return exc
     raise AssertionError("a v2 event must not validate")

@@ -53,14 +53,25 @@ def _example(kind: str) -> dict[str, Any]:
     return result
 
 
-def test_v1_event_with_extra_fields_is_accepted() -> None:
-    event = EVENT_ADAPTER.validate_python({**_example("message"), "added_in_v1_1": {"x": 1}})
+def test_an_event_with_fields_a_newer_producer_added_is_accepted() -> None:
+    event = EVENT_ADAPTER.validate_python({**_example("message"), "added_in_v2_1": {"x": 1}})
     assert event.kind == "message"
 
 
-def test_unknown_version_is_rejected() -> None:
+@pytest.mark.parametrize("version", [0, 3, "2", None])
+def test_unknown_version_is_rejected(version: object) -> None:
     with pytest.raises(ValueError, match="v"):
-        EVENT_ADAPTER.validate_python({**_example("message"), "v": 2})
+        EVENT_ADAPTER.validate_python({**_example("message"), "v": version})
+
+
+def test_a_v1_event_is_read_into_the_same_models_and_keeps_its_dedup_id() -> None:
+    """v1 events may sit in QStash, its DLQ or the ledger: accepted indefinitely."""
+    v1 = {**_example("read"), "v": 1}
+    for added in ("platform", "standby", "is_test", "origin", "dedup_id"):
+        v1.pop(added, None)
+    event = EVENT_ADAPTER.validate_python(v1)
+    assert event.v == 1 and event.platform == "instagram"
+    assert event.dedup_id == f"ig_read_{event.sender_id}_{event.mid}"  # type: ignore[union-attr]
 
 
 def test_dedup_id_on_the_wire_is_recomputed_never_trusted() -> None:

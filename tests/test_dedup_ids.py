@@ -37,13 +37,21 @@ TABLE: list[tuple[str, Event, str]] = [
      f"ig_react_m1_{S}_react_-E2-9D-A4-EF-B8-8F_{T}"),
     ("unreaction", ReactionEvent(account_id=A, sender_id=S, mid="m1", action="unreact", timestamp=T, raw=RAW),
      f"ig_react_m1_{S}_unreact__{T}"),
-    ("read by mid", ReadEvent(account_id=A, sender_id=S, mid="m1", raw=RAW), f"ig_read_{S}_m1"),
-    ("read by watermark", ReadEvent(account_id=A, sender_id=S, watermark=T, raw=RAW), f"ig_read_{S}_{T}"),
-    ("postback", PostbackEvent(account_id=A, sender_id=S, timestamp=T, raw=RAW), f"ig_postback_{S}_{T}_{DIGEST}"),
-    ("referral", ReferralEvent(account_id=A, sender_id=S, timestamp=T, raw=RAW), f"ig_referral_{S}_{T}_{DIGEST}"),
-    ("unsupported", UnsupportedEvent(account_id=A, sender_id=S, timestamp=T, raw=RAW), f"ig_unsupported_{S}_{T}_{DIGEST}"),
-    ("comment", ChangeEvent(account_id=A, field="comments", object_id="178", raw=RAW), "ig_change_comments_178"),
-    ("change without id", ChangeEvent(account_id=A, field="story_insights", raw=RAW), f"ig_change_story-5Finsights_{DIGEST}"),
+    ("read by mid", ReadEvent(account_id=A, sender_id=S, mid="m1", raw=RAW), f"ig_read_{A}_{S}_m1"),
+    ("read by watermark", ReadEvent(account_id=A, sender_id=S, watermark=T, raw=RAW), f"ig_read_{A}_{S}_{T}"),
+    ("postback", PostbackEvent(account_id=A, sender_id=S, timestamp=T, raw=RAW), f"ig_postback_{A}_{S}_{T}_{DIGEST}"),
+    ("referral", ReferralEvent(account_id=A, sender_id=S, timestamp=T, raw=RAW), f"ig_referral_{A}_{S}_{T}_{DIGEST}"),
+    ("unsupported", UnsupportedEvent(account_id=A, sender_id=S, timestamp=T, raw=RAW), f"ig_unsupported_{A}_{S}_{T}_{DIGEST}"),
+    ("unsupported kept as text", UnsupportedEvent(account_id=A, raw_text='{"x":1}', timestamp=T),
+     f"ig_unsupported_{A}__{T}_{raw_digest(chr(123) + chr(34) + 'x' + chr(34) + ':1' + chr(125))}"),
+    ("comment", ChangeEvent(account_id=A, sender_id=S, field="comments", object_id="178", timestamp=T, raw=RAW),
+     f"ig_change_{A}_{S}_{T}_{DIGEST}"),
+    # v1 events (still in QStash, its DLQ or the ledger) keep the IDs they were admitted under
+    ("v1 read", ReadEvent(v=1, account_id=A, sender_id=S, mid="m1", raw=RAW), f"ig_read_{S}_m1"),
+    ("v1 postback", PostbackEvent(v=1, account_id=A, sender_id=S, timestamp=T, raw=RAW), f"ig_postback_{S}_{T}_{DIGEST}"),
+    ("v1 comment", ChangeEvent(v=1, account_id=A, field="comments", object_id="178", raw=RAW), "ig_change_comments_178"),
+    ("v1 change without id", ChangeEvent(v=1, account_id=A, field="story_insights", raw=RAW), f"ig_change_story-5Finsights_{DIGEST}"),
+    ("v1 message", MessageEvent(v=1, account_id=A, mid="m1", raw=RAW), "ig_msg_m1"),
 ]  # fmt: skip
 
 
@@ -79,7 +87,10 @@ def test_escaping_is_reversible_and_qstash_safe(value: str) -> None:
     assert "_" not in escaped  # parts can never blur into each other
 
 
-@given(st.text(min_size=1), st.text(min_size=1))
+ids = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1)
+
+
+@given(ids, ids)
 def test_distinct_mids_never_share_an_id(first: str, second: str) -> None:
     a = MessageEvent(account_id=A, mid=first, raw={})
     b = MessageEvent(account_id=A, mid=second, raw={})
@@ -89,3 +100,24 @@ def test_distinct_mids_never_share_an_id(first: str, second: str) -> None:
 def test_raw_digest_ignores_key_order_only() -> None:
     assert raw_digest({"a": 1, "b": 2}) == raw_digest({"b": 2, "a": 1})
     assert raw_digest({"a": 1}) != raw_digest({"a": 2})
+
+
+def test_two_accounts_never_share_a_read_or_postback_id() -> None:
+    one = PostbackEvent(account_id="1", sender_id=S, timestamp=T, raw=RAW)
+    two = PostbackEvent(account_id="2", sender_id=S, timestamp=T, raw=RAW)
+    assert one.dedup_id != two.dedup_id
+    reads = [ReadEvent(account_id=account, mid="m", raw={}) for account in ("1", "2")]
+    assert reads[0].dedup_id != reads[1].dedup_id
+
+
+def test_an_id_too_long_for_an_index_is_replaced_by_its_digest() -> None:
+    event = MessageEvent(account_id=A, mid="é" * 500, raw={})
+    assert len(event.dedup_id) < 100
+    assert event.dedup_id.startswith("ig_msg_--")
+    assert event.dedup_id != MessageEvent(account_id=A, mid="é" * 499 + "e", raw={}).dedup_id
+
+
+@given(st.text())
+def test_escaping_covers_lone_surrogates_too(value: str) -> None:
+    with_surrogate = value + "\ud800"
+    assert unescape_part(escape_part(with_surrogate)) == with_surrogate

@@ -88,7 +88,7 @@ async def test_invalid_event_is_422_with_where_and_what(client: httpx.AsyncClien
 
 
 async def test_unknown_version_is_422(client: httpx.AsyncClient) -> None:
-    response = await client.post(PATH, json={**EXAMPLE, "v": 2}, headers=AUTH)
+    response = await client.post(PATH, json={**EXAMPLE, "v": 3}, headers=AUTH)
     assert response.status_code == 422
 
 

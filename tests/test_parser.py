@@ -62,11 +62,27 @@ def test_every_event_round_trips_through_the_contract(name: str) -> None:
         assert event_from_json(event_to_json(event)) == event
 
 
+def _with_text(event: Any) -> Any:
+    """The raw item with the text the event carries put back (it travels only once)."""
+    raw = event.raw
+    if getattr(event, "text", None) is None or event.kind not in ("message", "message_edit"):
+        return raw
+    key = "message" if event.kind == "message" else "message_edit"
+    if "value" in raw:  # the changes shape
+        return {**raw, "value": {**raw["value"], key: {**raw["value"][key], "text": event.text}}}
+    return {**raw, key: {**raw[key], "text": event.text}}
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_raw_item_is_kept_exactly_as_sent(name: str) -> None:
+def test_raw_item_is_kept_as_sent_and_the_text_travels_once(name: str) -> None:
     payload = load(name)
     raws = [item for entry in payload["entry"] for _, item in items_of(entry)]
-    assert [event.raw for event in parse_delivery(payload)] == raws
+    events = parse_delivery(payload)
+    assert [_with_text(event) for event in events] == raws
+    for event in events:
+        body = (event.raw.get("value") or event.raw) if event.source == "changes" else event.raw
+        if event.kind == "message" and isinstance(body.get("message"), dict):
+            assert "text" not in body["message"]
 
 
 def test_text_message_fields() -> None:
@@ -152,13 +168,13 @@ def test_referral_fields() -> None:
     )
 
 
-def test_comment_change_is_keyed_by_its_id() -> None:
+def test_comment_change_keeps_its_id_author_and_time() -> None:
     (event,) = parse_delivery(load("comment_change"))
     assert isinstance(event, ChangeEvent)
     assert event.field == "comments"
     assert event.object_id == "17865799348089039"
     assert event.sender_id == "1234567890123456"
-    assert event.dedup_id == "ig_change_comments_17865799348089039"
+    assert event.dedup_id.startswith(f"ig_change_{event.account_id}_{event.sender_id}_")
 
 
 def test_messaging_shaped_changes_are_parsed_like_messaging() -> None:
@@ -186,8 +202,11 @@ def test_every_entry_and_every_item_is_handled() -> None:
     ]
 
 
-def test_page_envelopes_are_parsed_like_instagram() -> None:
-    assert [str(e.kind) for e in parse_delivery(load("page_object"))] == ["message"]
+def test_page_envelopes_are_parsed_and_say_they_are_messenger() -> None:
+    (event,) = parse_delivery(load("messenger_page_object"))
+    assert (event.kind, event.platform) == ("message", "messenger")
+    (instagram,) = parse_delivery(load("text_message"))
+    assert instagram.platform == "instagram"
 
 
 @pytest.mark.parametrize("payload", [None, 1, "x", [], {}, {"entry": "nope"}, {"entry": None}])
@@ -200,7 +219,7 @@ def test_odd_items_are_wrapped_not_lost() -> None:
     events = parse_delivery(payload)
     assert all(isinstance(e, UnsupportedEvent) for e in events)
     assert [e.raw for e in events] == [
-        {"item": 7},
+        {"entry": 7},
         {"item": None},
         {"item": "x"},
         {"message": 3},
@@ -248,3 +267,97 @@ def test_parser_never_loses_an_item(payload: dict[str, Any]) -> None:
     assert len(events) == len(items)
     for event in events:
         assert event_from_json(event_to_json(event)).dedup_id == event.dedup_id
+
+
+# --- what real deliveries carry (issue 14), one test per shape ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "seconds"),
+    [
+        ("comment_on_ad_seconds", 1701284314),
+        ("mention_on_comment_seconds", 1520622968),
+        ("story_insights_seconds", 1547687043),
+        ("comment_change", 1732500000),
+    ],
+)
+def test_changes_times_are_seconds_and_become_milliseconds(name: str, seconds: int) -> None:
+    (event,) = parse_delivery(load(name))
+    assert event.timestamp == seconds * 1000
+
+
+@pytest.mark.parametrize(
+    "name", ["dashboard_test_messages_changes", "dashboard_test_messages_messaging",
+             "dashboard_test_comments"],
+)  # fmt: skip
+def test_dashboard_test_deliveries_are_test_events_never_customer_messages(name: str) -> None:
+    events = parse_delivery(load(name))
+    assert events and all(e.is_test and isinstance(e, UnsupportedEvent) for e in events)
+
+
+def test_a_post_shared_as_share_and_ig_post_is_one_attachment_with_its_ids() -> None:
+    (event,) = parse_delivery(load("share_and_ig_post_same_post"))
+    assert isinstance(event, MessageEvent)
+    (post,) = event.attachments
+    assert post.type == "ig_post"
+    assert post.media_id and post.url and post.title is not None
+
+
+def test_story_share_uses_its_story_media_url_and_reel_keeps_its_ids() -> None:
+    (story,) = parse_delivery(load("ig_story_share"))
+    (reel,) = parse_delivery(load("ig_reel_share"))
+    assert isinstance(story, MessageEvent) and isinstance(reel, MessageEvent)
+    (shared_story,) = story.attachments
+    assert shared_story.story_id and shared_story.url == shared_story.payload["story_media_url"]
+    (shared_reel,) = reel.attachments
+    assert shared_reel.reel_id == shared_reel.payload["reel_video_id"]
+    assert shared_reel.title and shared_reel.url
+
+
+def test_referral_inside_a_message_is_modelled() -> None:
+    (ad,) = parse_delivery(load("referral_in_message_ad"))
+    (product,) = parse_delivery(load("referral_in_message_product"))
+    assert isinstance(ad, MessageEvent) and ad.referral is not None
+    assert ad.referral.ad_id and ad.referral.source == "ADS"
+    assert ad.referral.ads_context_data and "ad_title" in ad.referral.ads_context_data
+    assert isinstance(product, MessageEvent) and product.referral is not None
+    assert product.referral.product_id
+
+
+@pytest.mark.parametrize(("name", "count"), [("edit_num_edit_int", 1), ("edit_num_edit_string", 2)])
+def test_num_edit_is_read_as_a_number_or_a_string(name: str, count: int) -> None:
+    payload = load(name)
+    body = payload["entry"][0]["messaging"][0]["message_edit"]
+    (event,) = parse_delivery(payload)
+    assert isinstance(event, EditEvent)
+    assert event.num_edit == int(body["num_edit"]) == event.num_edit
+    assert event.num_edit >= 1 or count == 0
+
+
+def test_an_edit_with_num_edit_zero_and_no_text_is_kept() -> None:
+    (event,) = parse_delivery(load("edit_num_edit_zero_no_text"))
+    assert isinstance(event, EditEvent) and (event.num_edit, event.text) == (0, None)
+
+
+def test_self_messages_and_standby_items_say_so() -> None:
+    (echo,) = parse_delivery(load("self_message_echo"))
+    (postback,) = parse_delivery(load("self_postback"))
+    (standby,) = parse_delivery(load("standby_message"))
+    assert isinstance(echo, MessageEvent) and echo.is_self and echo.direction == "out"
+    assert postback.kind == "postback" and postback.is_self  # type: ignore[union-attr]
+    assert standby.standby and not echo.standby
+
+
+def test_entry_shapes_that_used_to_vanish_are_kept() -> None:
+    (change,) = parse_delivery(load("entry_field_value_comment"))
+    (fields,) = parse_delivery(load("changed_fields_entry"))
+    assert isinstance(change, ChangeEvent) and change.field == "comments"
+    assert isinstance(fields, UnsupportedEvent) and "changed_fields" in fields.raw
+
+
+def test_an_unrecognised_change_keeps_its_field_sender_and_time() -> None:
+    payload = {"object": "instagram", "entry": [{"id": "1", "time": 1700000000, "changes": [
+        {"field": "messages", "value": {"sender": {"id": "42"}, "mystery": {}}}]}]}  # fmt: skip
+    (event,) = parse_delivery(payload)
+    assert isinstance(event, UnsupportedEvent)
+    assert (event.field, event.sender_id) == ("messages", "42")

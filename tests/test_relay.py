@@ -336,8 +336,9 @@ async def test_a_bad_item_fails_alone_and_the_good_ones_are_stored(
     async for _ in open_client(create_app(make_settings())):
         assert await wait_settled(backend) == {"direct": 2, "failed": 2}
     rows = {r["dedup_id"]: r for r in await ledger(backend)}
-    assert rows["ig_msg_x"]["reason"].startswith("not a v1 contract event")
+    assert rows["ig_msg_x"]["reason"].startswith("not a contract event")
     assert "no_blue" in rows[blue[0].dedup_id]["reason"]
+    assert "blue one" not in rows[blue[0].dedup_id]["reason"]  # no message text in the reason
     assert rows[blue[0].dedup_id]["event"]["mid"] == "b1"  # kept for replay
     assert await backend.pool.fetchval("select count(*) from ig_messages") == 2
 

@@ -110,7 +110,9 @@ async def test_every_fixture_is_stored_through_postgrest(
         assert response.status_code == 200, (name, response.text)
     assert set(await wait_settled(supabase)) == {"direct"}
     kinds = await supabase.fetch("select distinct kind from ig_events")
-    assert {r["kind"] for r in kinds} == {"read", "postback", "referral", "change", "unsupported"}
+    assert {r["kind"] for r in kinds} == {
+        "read", "postback", "referral", "change", "unsupported", "message_edit",
+    }  # fmt: skip
 
 
 async def test_meta_redelivering_a_message_stores_it_once_through_postgrest(
@@ -186,7 +188,7 @@ async def test_database_errors_map_onto_the_storage_errors(
 
 async def test_our_own_refusals_are_permanent(rpc: SupabaseBackend) -> None:
     with pytest.raises(DataRejected, match="unsupported contract version") as raised:
-        await rpc.call("ig_apply_event", {"p_event": {"v": "2"}})
+        await rpc.call("ig_apply_event", {"p_event": {"v": "9"}})
     assert raised.value.sqlstate == "22023"
 
 

@@ -1,0 +1,155 @@
+"""Untrusted JSON in, bounded in depth and in work; what cannot be held, marked, not lost.
+
+`json.loads` recurses once per nesting level (100,000 `[` is a `RecursionError`),
+turns a 5,000-digit integer into a `ValueError`, and accepts `NaN`. A signed webhook
+may carry any of these, and must still be answered and kept. So:
+
+- a value nested deeper than `MAX_NESTING` is cut out before parsing and kept as
+  its original text (`Deep`); the scan that finds it runs only when the body has
+  enough brackets to be that deep, and is linear;
+- an integer too long for a `bigint` is kept as its digits (`BigNumber`), a
+  non-finite constant as its token (`NonFinite`);
+- `exact_dumps` writes a value back as JSON text with those kept verbatim, for an
+  item that must be stored as text (`UnsupportedEvent.raw_text`).
+
+`Loaded.clean` says whether anything needed care: no marker, no nesting beyond the
+contract's depth, and no escape that could decode into a lone surrogate or U+0000
+(only `\\u` escapes can: strict UTF-8 and strict JSON rule out the rest). A clean
+body is the common case, and costs one regular-expression search over the body.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from contracts.values import MAX_DEPTH
+
+MAX_NESTING = 256  # the envelope's own levels plus far more than any item needs
+_MAX_INT_DIGITS = 18  # always fits a bigint
+_SUSPICIOUS = re.compile(rb"\\u0000|\\u[dD][89a-fA-F][0-9a-fA-F]{2}|NaN|Infinity|[0-9]{19}")
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+class Marked(str):
+    """A value `json` cannot hold as it was sent; its text is kept verbatim."""
+
+
+class BigNumber(Marked):
+    """An integer longer than a bigint, as its digits."""
+
+
+class NonFinite(Marked):
+    """`NaN`, `Infinity` or `-Infinity`, as the token."""
+
+
+class Deep(Marked):
+    """A value nested beyond `MAX_NESTING`, as its original JSON text."""
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    value: Any
+    clean: bool
+
+
+def loads(body: bytes) -> Loaded:
+    """Parse `body`; raises `ValueError` (incl. `json.JSONDecodeError`, `UnicodeDecodeError`)
+    when it is not JSON at all."""
+    suspicious = _SUSPICIOUS.search(body) is not None
+    brackets = body.count(b"[") + body.count(b"{")
+    deep: dict[str, str] = {}
+    if brackets > MAX_NESTING:
+        body, deep = _cut_deep(body)
+    try:
+        value = json.loads(
+            body,
+            parse_int=_int if suspicious else int,
+            parse_constant=NonFinite,
+        )
+    except RecursionError:  # what the scan did not foresee (malformed input)
+        raise ValueError("JSON nested too deeply") from None
+    if deep:
+        value = _restore(value, deep)
+    clean = not suspicious and not deep and (brackets <= MAX_DEPTH or _depth(value) <= MAX_DEPTH)
+    return Loaded(value, clean)
+
+
+def _int(digits: str) -> int | BigNumber:
+    return int(digits) if len(digits.lstrip("-")) <= _MAX_INT_DIGITS else BigNumber(digits)
+
+
+def _cut_deep(body: bytes) -> tuple[bytes, dict[str, str]]:
+    """Replace every value opened at nesting level `MAX_NESTING` by a placeholder string."""
+    depth, start, last = 0, -1, 0
+    parts: list[bytes] = []
+    kept: dict[str, str] = {}
+    for token in _TOKENS.finditer(body):
+        char = token.group()[:1]
+        if char in (b"[", b"{"):
+            depth += 1
+            if depth == MAX_NESTING + 1 and start < 0:
+                start = token.start()
+        elif char in (b"]", b"}"):
+            if depth == MAX_NESTING + 1 and start >= 0:
+                key = f"\x00deep{len(kept)}\x00"
+                kept[key] = body[start : token.end()].decode("utf-8", "replace")
+                parts += [body[last:start], json.dumps(key).encode()]
+                last, start = token.end(), -1
+            depth -= 1
+    if not kept:
+        return body, {}
+    parts.append(body[last:])
+    return b"".join(parts), kept
+
+
+def _restore(value: Any, deep: dict[str, str]) -> Any:
+    if isinstance(value, str) and value in deep:
+        return Deep(deep[value])
+    if isinstance(value, list):
+        return [_restore(v, deep) for v in value]
+    if isinstance(value, dict):
+        return {k: _restore(v, deep) for k, v in value.items()}
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, iteratively (the value may be up to `MAX_NESTING` deep)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level + 1)
+            stack.extend(
+                (v, level + 1) for v in (node.values() if isinstance(node, dict) else node)
+            )
+    return deepest
+
+
+def has_marks(value: Any) -> bool:
+    """True when `value` holds a `Marked` value anywhere (iteratively)."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Marked):
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def exact_dumps(value: Any) -> str:
+    """JSON text for `value`, ASCII only (every other character escaped, lone surrogates
+    and U+0000 included), marked values written back as they came."""
+    if isinstance(value, Marked):
+        return str(value)
+    if isinstance(value, dict):
+        items = (f"{json.dumps(k)}:{exact_dumps(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(exact_dumps(v) for v in value) + "]"
+    return json.dumps(value, allow_nan=True)
