@@ -25,16 +25,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from contracts.events import _EventBase
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 MAX_LENGTH = 1000  # the ledger's primary key and QStash's header stay far below their limits
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-_PLAIN = re.compile(r"^[A-Za-z0-9]*$")
+_PLAIN = re.compile(r"[A-Za-z0-9]*")
 
 
 def escape_part(value: object) -> str:
     """Map any value into ``[A-Za-z0-9-]`` reversibly (see `unescape_part`)."""
     text = "" if value is None else str(value)
-    if _PLAIN.match(text):
+    if _PLAIN.fullmatch(text):
         return text
     out: list[str] = []
     for byte in text.encode("utf-8", "surrogatepass"):

@@ -58,7 +58,7 @@ TABLE: list[tuple[str, Event, str]] = [
 @pytest.mark.parametrize(("name", "event", "expected"), TABLE, ids=[row[0] for row in TABLE])
 def test_dedup_id_is_pinned(name: str, event: Event, expected: str) -> None:
     assert event.dedup_id == expected
-    assert ID_PATTERN.match(event.dedup_id)
+    assert ID_PATTERN.fullmatch(event.dedup_id)
     assert ":" not in event.dedup_id
 
 
@@ -83,7 +83,7 @@ def test_each_edit_is_its_own_event() -> None:
 def test_escaping_is_reversible_and_qstash_safe(value: str) -> None:
     escaped = escape_part(value)
     assert unescape_part(escaped) == value
-    assert escaped == "" or ID_PATTERN.match(escaped)
+    assert escaped == "" or ID_PATTERN.fullmatch(escaped)
     assert "_" not in escaped  # parts can never blur into each other
 
 
