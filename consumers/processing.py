@@ -13,7 +13,7 @@ from typing import Literal
 from contracts import Event
 from storage import Backend
 
-Outcome = Literal["stored", "duplicate"]
+Outcome = Literal["stored", "duplicate", "erased"]
 AfterStore = Callable[[Event], Awaitable[None]]
 
 
@@ -28,6 +28,6 @@ class Processor:
             "ig_apply_event", {"p_event": event.model_dump(mode="json")}
         )
         outcome: Outcome = result["outcome"]
-        if self._after_store is not None:
+        if self._after_store is not None and outcome != "erased":
             await self._after_store(event)
         return outcome

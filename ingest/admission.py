@@ -40,6 +40,7 @@ class AdmissionResult:
     new: frozenset[str]
     failed: frozenset[str]
     unwritable: frozenset[str]
+    erased: frozenset[str] = frozenset()
 
     @classmethod
     def from_answer(cls, answer: dict[str, Any]) -> AdmissionResult:
@@ -47,10 +48,13 @@ class AdmissionResult:
             new=frozenset(answer.get("new") or ()),
             failed=frozenset(answer.get("failed") or ()),
             unwritable=frozenset(answer.get("unwritable") or ()),
+            erased=frozenset(answer.get("erased") or ()),
         )
 
     def outcomes(self, dedup_ids: Sequence[str]) -> list[Outcome]:
-        """Per event, in order. An ID twice in one call is new once, then a duplicate."""
+        """Per event, in order. An ID twice in one call is new once, then a duplicate. An
+        event of an erased person is recorded (its key only) and counts as a duplicate:
+        there is nothing more to do with it."""
         seen: set[str] = set()
         outcomes: list[Outcome] = []
         for dedup_id in dedup_ids:

@@ -25,7 +25,7 @@ from consumers.instagram import ConsumerConfig
 from consumers.instagram import routes as consumer_routes
 from consumers.processing import Processor
 from contracts.http import answer
-from ingest import internal, webhook
+from ingest import internal, privacy, retention, webhook
 from ingest.admission import Admission
 from ingest.logging import RequestContextMiddleware
 from ingest.metrics import Metrics
@@ -174,6 +174,7 @@ def create_app(
         *health_routes(backend),
         *webhook.routes(settings, admission, metrics),
         *internal.routes(settings, admission),
+        *privacy.routes(backend, settings.meta_app_secrets, base_url),
         *consumer_routes(consumer, processor, backend, metrics.observe_consumer_status),
         *metrics_routes(
             metrics,
@@ -187,6 +188,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await backend.open()
         relaying = asyncio.create_task(relay.run(), name="relay")
+        pruning = (
+            asyncio.create_task(retention.run(backend, settings.retention), name="prune")
+            if settings.retention.interval_seconds
+            else None
+        )
         log.info(
             "started",
             env=settings.app_env.value,
@@ -195,6 +201,8 @@ def create_app(
         try:
             yield
         finally:
+            if pruning is not None:
+                pruning.cancel()
             await _stop_relay(relay, relaying)
             if enricher is not None:
                 await enricher.drain()

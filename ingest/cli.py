@@ -329,6 +329,10 @@ def parser() -> argparse.ArgumentParser:
     smp = sub.add_parser("send-sample", parents=[common], help="POST a signed sample webhook")
     smp.add_argument("--url", default="http://127.0.0.1:8000")
 
+    from ingest import cli_privacy
+
+    cli_privacy.add_parsers(sub, common)
+
     mig = sub.add_parser("migrate", parents=[common], help="apply supabase/migrations")
     mig.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the database")
     mig.add_argument("--list", action="store_true", help="applied and pending; apply nothing")
@@ -339,8 +343,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     needs_db: dict[str, Callable[..., Awaitable[int]]] = {
         "kill-switch": kill_switch, "monitor": monitor,
     }  # fmt: skip
+    from ingest.cli_privacy import COMMANDS as privacy
+
     needs_settings: dict[str, Callable[..., Awaitable[int]]] = {
-        "status": status, "replay": replay, "relay": relay,
+        "status": status, "replay": replay, "relay": relay, **privacy,
     }  # fmt: skip
     if args.command in needs_db:
         async with open_backend(settings) as backend:

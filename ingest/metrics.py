@@ -153,6 +153,11 @@ _DATABASE_GAUGES = (
     ("ingest_failed_events", "Events that could not be stored (replayable).", "failed"),
     ("ingest_kill_switch_active", "1 while the kill switch is on.", "kill_switch"),
     (
+        "ingest_deauthorized_accounts",
+        "Business accounts that disconnected the app (Meta's deauthorize callback).",
+        "deauthorized_accounts",
+    ),
+    (
         "ingest_breaker_tripped",
         "1 while the breaker has tripped the kill switch.",
         "breaker_tripped",

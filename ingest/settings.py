@@ -96,6 +96,18 @@ class SafetyLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """How long settled ledger rows and dead-letter bodies are kept (README: "Privacy").
+
+    30 days is twenty times Meta's ~36 h redelivery horizon: a redelivery older than the
+    ledger row it would match is admitted again, and may cost one more QStash message."""
+
+    ledger_days: int = 30
+    dead_letter_days: int = 14
+    interval_seconds: int = 0  # 0: only `ingestctl prune`
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     app_env: AppEnv
     host: str
@@ -124,6 +136,7 @@ class Settings:
     metrics_public: bool
     safety: SafetyLimits
     relay_sweep_seconds: float
+    retention: Retention
 
     @property
     def development(self) -> bool:
@@ -155,6 +168,13 @@ class Settings:
 
 def _published(value: str) -> bool:
     return value.lower() in _PLACEHOLDERS or value in _PUBLISHED
+
+
+def _non_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"must be 0 or more, got {number}")
+    return number
 
 
 def _boolean(value: str) -> bool:
@@ -302,6 +322,7 @@ class _Reader:
             metrics_public=self.typed("METRICS_PUBLIC", _boolean, False),
             safety=self.safety(),
             relay_sweep_seconds=self.positive_float("RELAY_SWEEP_SECONDS", 1.0),
+            retention=self.retention(),
         )
 
     def safety(self) -> SafetyLimits:
@@ -317,6 +338,16 @@ class _Reader:
             ),
             sender_daily_limit=self.positive_int("SENDER_DAILY_LIMIT", defaults.sender_daily_limit),
             lease_seconds=self.positive_int("LEDGER_LEASE_SECONDS", defaults.lease_seconds),
+        )
+
+    def retention(self) -> Retention:
+        defaults = Retention()
+        return Retention(
+            ledger_days=self.positive_int("LEDGER_RETENTION_DAYS", defaults.ledger_days),
+            dead_letter_days=self.positive_int(
+                "DEAD_LETTER_RETENTION_DAYS", defaults.dead_letter_days
+            ),
+            interval_seconds=self.typed("PRUNE_INTERVAL_SECONDS", _non_negative, 0),
         )
 
     def _required_secret(self, name: str, dev_default: str) -> Secret:

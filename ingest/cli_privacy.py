@@ -1,0 +1,81 @@
+"""`ingestctl forget`, `ingestctl prune`, `ingestctl accounts`: privacy from a shell.
+
+`forget IGSID` erases one customer (README: "Privacy") and prints what it removed;
+`--dry-run` counts only. `prune` applies the retention periods now. `accounts` maps a
+business account to the app-scoped user id Meta's data-deletion callback names.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ingest.cli import OK, emit
+from ingest.retention import prune as prune_now
+from ingest.settings import Settings
+from storage import Backend
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    forget = sub.add_parser(
+        "forget", parents=[common], help="erase one customer (profile, messages, events, …)"
+    )
+    forget.add_argument("igsid", help="the customer's Instagram-scoped id")
+    forget.add_argument("--account", help="only under this business account")
+    forget.add_argument("--dry-run", action="store_true", help="count, erase nothing")
+    sub.add_parser("prune", parents=[common], help="apply the retention periods now")
+    accounts = sub.add_parser("accounts", help="the business accounts Meta's callbacks name")
+    accounts_sub = accounts.add_subparsers(dest="action", required=True)
+    add = accounts_sub.add_parser("add", parents=[common])
+    add.add_argument("account_id", help="the professional account's id (entry.id)")
+    add.add_argument("--user-id", help="the app-scoped user id Meta's callbacks carry")
+    accounts_sub.add_parser("list", parents=[common])
+
+
+async def forget(args: argparse.Namespace, backend: Backend, settings: Settings) -> int:
+    removed = await backend.call(
+        "ig_forget",
+        {"p_igsid": args.igsid, "p_account": args.account, "p_dry_run": args.dry_run},
+    )
+    verb = "would remove" if args.dry_run else "removed"
+    emit(args, removed, lambda r: f"{verb}: " + ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
+    return OK
+
+
+async def prune(args: argparse.Namespace, backend: Backend, settings: Settings) -> int:
+    removed = dict(await prune_now(backend, settings.retention))
+    emit(
+        args,
+        removed,
+        lambda r: (
+            "pruned: "
+            + (", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(r.items())) or "nothing")
+        ),
+    )
+    return OK
+
+
+async def accounts(args: argparse.Namespace, backend: Backend, settings: Settings) -> int:
+    if args.action == "add":
+        row = await backend.call(
+            "ig_add_account", {"p_account": args.account_id, "p_app_user_id": args.user_id}
+        )
+        emit(args, row, lambda r: f"account {r['account_id']} (app user {r['app_user_id']})")
+        return OK
+    rows = await backend.call("ig_list_accounts", {})
+    emit(
+        args,
+        rows,
+        lambda rs: (
+            "\n".join(
+                f"{r['account_id']}  app user {r['app_user_id'] or '-'}"
+                + ("  DISCONNECTED" if r["deauthorized_at"] else "")
+                for r in rs
+            )
+            or "no accounts"
+        ),
+    )
+    return OK
+
+
+COMMANDS = {"forget": forget, "prune": prune, "accounts": accounts}

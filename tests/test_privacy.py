@@ -1,0 +1,303 @@
+"""Privacy: erasure that leaves nothing behind and stays erased; Meta's callbacks; retention."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from contracts import event_to_json
+from ingest.app import create_app
+from ingest.parser import parse_delivery
+from ingest.settings import Settings
+from storage.postgres import PostgresBackend
+from tests.conftest import BASE_ENV, META_SECRET, PUBLIC_BASE_URL, open_client, wait_settled
+from tests.meta import post, wire_bytes
+from tests.processes import INGESTCTL
+from tests.test_consumer import deliver
+
+ACCOUNT = "17841400000000001"
+CUSTOMER = "5550000000000001"
+OTHER = "5550000000000002"
+PHRASE = "my secret phrase 4711"
+
+
+def message(
+    mid: str, sender: str, text: str, *, echo: bool = False, ts: int | None = None
+) -> bytes:
+    body: dict[str, Any] = {"mid": mid, "text": text}
+    if echo:
+        body["is_echo"] = True
+    customer = sender if not echo else CUSTOMER
+    item = {
+        "sender": {"id": ACCOUNT if echo else sender},
+        "recipient": {"id": customer if echo else ACCOUNT},
+        "timestamp": ts or int(time.time() * 1000) - 60_000,
+        "message": body,
+    }
+    return wire_bytes({"object": "instagram", "entry": [{"id": ACCOUNT, "messaging": [item]}]})
+
+
+def reaction(mid: str, sender: str) -> bytes:
+    item = {
+        "sender": {"id": sender}, "recipient": {"id": ACCOUNT},
+        "timestamp": int(time.time() * 1000) - 30_000,
+        "reaction": {"mid": mid, "action": "react", "reaction": "love", "emoji": "❤️"},
+    }  # fmt: skip
+    return wire_bytes({"object": "instagram", "entry": [{"id": ACCOUNT, "messaging": [item]}]})
+
+
+@pytest.fixture
+def ctl(database_url: str) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+        return subprocess.run(
+            [INGESTCTL, *args], env={**clean, **BASE_ENV, "DATABASE_URL": database_url},
+            cwd=Path(__file__).parent, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    return run
+
+
+async def found_anywhere(backend: PostgresBackend, phrase: str) -> list[str]:
+    """Every text or jsonb column of every table in `public` that holds `phrase`."""
+    columns = await backend.pool.fetch(
+        "select table_name, column_name from information_schema.columns"
+        " where table_schema = 'public' and data_type in ('text', 'jsonb', 'json',"
+        " 'character varying', 'ARRAY')"
+    )
+    hits = []
+    for column in columns:
+        count = await backend.pool.fetchval(
+            f'select count(*) from public."{column["table_name"]}"'
+            f' where "{column["column_name"]}"::text like $1',
+            f"%{phrase}%",
+        )
+        if count:
+            hits.append(f"{column['table_name']}.{column['column_name']}")
+    return hits
+
+
+async def a_customer_with_history(client: httpx.AsyncClient, backend: PostgresBackend) -> None:
+    """Messages both ways, a reaction, an edit, a read; a dead letter; a held event."""
+    for n in range(3):
+        await post(client, message(f"m_c{n}", CUSTOMER, f"{PHRASE} #{n}"))
+    await post(client, message("m_reply", ACCOUNT, f"re: {PHRASE}", echo=True))
+    await post(client, reaction("m_reply", CUSTOMER))
+    await post(client, message("m_other", OTHER, "another customer, kept"))
+    await wait_settled(backend)
+    (event,) = parse_delivery(json.loads(message("m_dlq", CUSTOMER, f"{PHRASE} (dead)")))
+    callback = {
+        "status": 500, "retried": 3, "dlqId": "dlq_9", "sourceMessageId": "msg_9",
+        "url": PUBLIC_BASE_URL + "/api/qstash/instagram-ingestion",
+        "body": base64.b64encode(b'{"status":"retry"}').decode(),
+        "sourceBody": base64.b64encode(event_to_json(event)).decode(),
+    }  # fmt: skip
+    assert (
+        await deliver(client, json.dumps(callback).encode(), path="/api/qstash/failures")
+    ).status_code == 200
+    await backend.call(
+        "ingest_set_kill_switch", {"p_active": True, "p_reason": "t", "p_by": "t", "p_hold": True}
+    )
+    await post(client, message("m_held", CUSTOMER, f"{PHRASE} (held)"))
+    await wait_settled(backend)
+    await backend.call("ingest_set_kill_switch", {"p_active": False, "p_reason": None, "p_by": "t"})
+    assert await found_anywhere(backend, PHRASE)  # before: everywhere
+
+
+# --- erasing a customer --------------------------------------------------------------------
+
+
+async def test_forget_leaves_no_trace_of_the_customer_anywhere(
+    client: httpx.AsyncClient, backend: PostgresBackend, ctl: Callable[..., Any]
+) -> None:
+    await a_customer_with_history(client, backend)
+    dry = ctl("forget", CUSTOMER, "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["messages"] == 4
+    assert await found_anywhere(backend, PHRASE)  # a dry run changes nothing
+    done = ctl("forget", CUSTOMER)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("removed: ")
+    assert "messages 4" in done.stdout and "dead_letters 1" in done.stdout
+    assert await found_anywhere(backend, PHRASE) == []
+    assert (
+        await backend.pool.fetchval("select count(*) from ig_profiles where igsid = $1", CUSTOMER)
+        == 0
+    )
+    assert await backend.pool.fetchval("select text from ig_messages") == "another customer, kept"
+    assert await backend.pool.fetchval("select count(*) from ig_tombstones") >= 1
+    tombstones = await backend.pool.fetch("select key from ig_tombstones")
+    assert all(CUSTOMER not in row["key"] for row in tombstones)  # a keyed hash, not the id
+
+
+async def test_a_meta_redelivery_and_a_qstash_retry_of_an_erased_message_store_nothing(
+    client: httpx.AsyncClient, backend: PostgresBackend, ctl: Callable[..., Any]
+) -> None:
+    await a_customer_with_history(client, backend)
+    assert ctl("forget", CUSTOMER).returncode == 0
+    again = await post(client, message("m_c0", CUSTOMER, f"{PHRASE} #0"))  # Meta redelivers
+    unseen = await post(client, message("m_c9", CUSTOMER, f"{PHRASE} #9"))  # reconcile, late
+    assert (again.status_code, unseen.status_code) == (200, 200)
+    await wait_settled(backend)
+    (event,) = parse_delivery(json.loads(message("m_c1", CUSTOMER, f"{PHRASE} #1")))
+    retried = await deliver(client, event_to_json(event))  # QStash retries / a DLQ redrive
+    assert (retried.status_code, retried.json()["status"]) == (200, "erased")
+    assert await found_anywhere(backend, PHRASE) == []
+    assert (
+        await backend.pool.fetchval(
+            "select state from ingest_ledger where dedup_id = 'ig_msg_m-5Fc9'"
+        )
+        == "erased"
+    )
+
+
+async def test_a_message_the_customer_sends_after_the_erasure_is_stored(
+    client: httpx.AsyncClient, backend: PostgresBackend, ctl: Callable[..., Any]
+) -> None:
+    await post(client, message("m_before", CUSTOMER, "before"))
+    await wait_settled(backend)
+    assert ctl("forget", CUSTOMER).returncode == 0
+    later = int(time.time() * 1000) + 5_000
+    await post(client, message("m_after", CUSTOMER, "written after the erasure", ts=later))
+    await wait_settled(backend)
+    assert (
+        await backend.pool.fetchval("select text from ig_messages") == "written after the erasure"
+    )
+
+
+# --- Meta's callbacks ------------------------------------------------------------------------
+
+
+def signed_request(payload: dict[str, Any], secret: str = META_SECRET) -> str:
+    encoded = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+    signature = hmac.new(secret.encode(), encoded.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(signature).decode().rstrip("=") + "." + encoded
+
+
+async def callback(client: httpx.AsyncClient, path: str, value: str) -> httpx.Response:
+    return await client.post(path, data={"signed_request": value})
+
+
+def request_for(user_id: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        "algorithm": "HMAC-SHA256",
+        "issued_at": int(time.time()),
+        "user_id": user_id,
+        **overrides,
+    }
+
+
+async def test_the_data_deletion_callback_erases_the_accounts_conversations_once(
+    client: httpx.AsyncClient, backend: PostgresBackend, ctl: Callable[..., Any]
+) -> None:
+    assert ctl("accounts", "add", ACCOUNT, "--user-id", "app-user-7").returncode == 0
+    await a_customer_with_history(client, backend)
+    value = signed_request(request_for("app-user-7"))
+    first = await callback(client, "/api/meta/data-deletion", value)
+    assert first.status_code == 200, first.text
+    code = first.json()["confirmation_code"]
+    assert first.json()["url"] == f"{PUBLIC_BASE_URL}/api/meta/data-deletion/{code}"
+    assert await backend.pool.fetchval("select count(*) from ig_messages") == 0
+    assert await found_anywhere(backend, PHRASE) == []
+    again = await callback(client, "/api/meta/data-deletion", value)
+    assert again.json()["confirmation_code"] == code
+    status = await client.get(f"/api/meta/data-deletion/{code}")
+    assert status.status_code == 200
+    assert status.json()["state"] == "erased"
+    assert "app-user-7" not in status.text and ACCOUNT not in status.text  # nothing personal
+
+
+async def test_an_unknown_user_is_recorded_as_no_data_held(client: httpx.AsyncClient) -> None:
+    answer = await callback(
+        client, "/api/meta/data-deletion", signed_request(request_for("nobody"))
+    )
+    status = await client.get(answer.json()["url"].removeprefix(PUBLIC_BASE_URL))
+    assert status.json()["state"] == "no data held"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (signed_request(request_for("u"), secret="not-our-secret"), 401),
+        (signed_request(request_for("u", algorithm="HMAC-SHA1")), 400),
+        (signed_request(request_for("u", issued_at=int(time.time()) - 2 * 86_400)), 401),
+        ("no-dot-here", 400),
+        ("a.b", 400),
+    ],
+    ids=["forged", "algorithm", "too-old", "malformed", "not-base64-json"],
+)
+async def test_a_request_not_from_meta_is_refused(
+    client: httpx.AsyncClient, backend: PostgresBackend, value: str, expected: int
+) -> None:
+    response = await callback(client, "/api/meta/data-deletion", value)
+    assert response.status_code == expected
+    assert await backend.pool.fetchval("select count(*) from ig_deletion_requests") == 0
+
+
+async def test_deauthorize_records_the_disconnection_and_erases_nothing(
+    client: httpx.AsyncClient, backend: PostgresBackend, ctl: Callable[..., Any]
+) -> None:
+    ctl("accounts", "add", ACCOUNT, "--user-id", "app-user-8")
+    await post(client, message("m_keep", CUSTOMER, "kept"))
+    await wait_settled(backend)
+    response = await callback(
+        client, "/api/meta/deauthorize", signed_request(request_for("app-user-8"))
+    )
+    assert response.status_code == 200
+    assert (await backend.call("ingest_status", {}))["deauthorized_accounts"] == 1
+    assert await backend.pool.fetchval("select count(*) from ig_messages") == 1
+    assert "DISCONNECTED" in ctl("accounts", "list").stdout
+
+
+# --- retention -------------------------------------------------------------------------------
+
+
+async def test_prune_removes_what_is_past_retention_and_never_held_or_failed_rows(
+    make_settings: Callable[..., Settings], backend: PostgresBackend, ctl: Callable[..., Any]
+) -> None:
+    async for client in open_client(create_app(make_settings())):
+        for n in range(4):
+            await post(client, message(f"m_old{n}", CUSTOMER, "old"))
+        await wait_settled(backend)
+    await backend.pool.execute("update ingest_ledger set admitted_at = now() - interval '40 days'")
+    await backend.pool.execute(
+        "update ingest_ledger set state = 'failed' where dedup_id = 'ig_msg_m-5Fold0'"
+    )
+    await backend.pool.execute(
+        "insert into dead_letters (dlq_id, source_body, callback, created_at)"
+        " values ('old', '{\"text\": \"x\"}', '{\"a\": 1}', now() - interval '20 days'),"
+        " ('new', '{\"text\": \"y\"}', '{\"a\": 1}', now())"
+    )
+    pruned = ctl("prune", "--json")
+    assert pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout) == {"ledger_rows": 3, "dead_letter_bodies": 1}
+    left = await backend.pool.fetch("select state from ingest_ledger")
+    assert [r["state"] for r in left] == ["failed"]
+    bodies = dict(await backend.pool.fetch("select dlq_id, source_body from dead_letters"))
+    assert bodies == {"old": None, "new": {"text": "y"}}
+    assert await backend.pool.fetchval("select count(*) from ig_messages") == 4  # data stays
+
+
+async def test_the_service_prunes_on_its_own_when_configured(
+    make_settings: Callable[..., Settings], backend: PostgresBackend
+) -> None:
+    await backend.pool.execute(
+        "insert into ingest_ledger (dedup_id, kind, state, admitted_at)"
+        " values ('ig_msg_ancient', 'message', 'published', now() - interval '90 days')"
+    )
+    async for _ in open_client(create_app(make_settings(PRUNE_INTERVAL_SECONDS="1"))):
+        deadline = time.monotonic() + 10
+        while await backend.pool.fetchval("select count(*) from ingest_ledger"):
+            assert time.monotonic() < deadline
+            await __import__("asyncio").sleep(0.1)
