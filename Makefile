@@ -50,8 +50,8 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-fuzz: $(STAMP)  ## a larger schemathesis run than CI's
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} $(BIN)/python -m pytest tests/test_fuzz.py
+fuzz: $(STAMP)  ## larger schemathesis and hostile-input runs than CI's
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} $(BIN)/python -m pytest tests/test_fuzz.py tests/test_hostile_input.py
 
 bench: $(STAMP)  ## needs wrk (Debian package), installed here when missing
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
