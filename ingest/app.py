@@ -27,6 +27,8 @@ from consumers.processing import Processor
 from contracts.http import answer
 from ingest import internal, webhook
 from ingest.admission import Admission
+from ingest.console import build as build_console
+from ingest.console import routes as console_routes
 from ingest.logging import RequestContextMiddleware
 from ingest.metrics import Metrics
 from ingest.metrics import routes as metrics_routes
@@ -172,6 +174,7 @@ def create_app(
         *internal.routes(settings, admission),
         *consumer_routes(consumer, processor, backend, metrics.observe_consumer_status),
         *metrics_routes(metrics, read_status, settings.metrics_token),
+        *console_routes(build_console(settings, backend, http)),
     ]
 
     @asynccontextmanager

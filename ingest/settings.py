@@ -27,6 +27,8 @@ DEFAULT_GRAPH_API_URL = "https://graph.instagram.com/v21.0"
 DEV_META_SECRET = "dev-meta-app-secret"  # noqa: S105 - a documented development default
 DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105
 DEV_INTERNAL_TOKEN = "dev-internal-token"  # noqa: S105
+DEV_CONSOLE_SESSION_SECRET = "dev-console-session-secret"  # noqa: S105
+CONSOLE_TOKEN_MIN_LENGTH, CONSOLE_SECRET_MIN_LENGTH = 16, 32  # in production
 
 # Values people paste from examples; refused outside development.
 _PLACEHOLDERS = frozenset(
@@ -89,6 +91,14 @@ class SafetyLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleAccess:
+    """The operator console's door: `/console` exists only when this is set."""
+
+    token: Secret
+    session_secret: Secret
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     app_env: AppEnv
     host: str
@@ -114,6 +124,7 @@ class Settings:
     instagram_access_token: Secret | None
     graph_api_url: str
     metrics_token: Secret | None
+    console: ConsoleAccess | None
     safety: SafetyLimits
     relay_sweep_seconds: float
 
@@ -273,6 +284,7 @@ class _Reader:
             instagram_access_token=self.secret("INSTAGRAM_ACCESS_TOKEN", required=False),
             graph_api_url=self.url("GRAPH_API_URL", DEFAULT_GRAPH_API_URL) or DEFAULT_GRAPH_API_URL,
             metrics_token=self.secret("METRICS_TOKEN", required=False),
+            console=self.console(),
             safety=self.safety(),
             relay_sweep_seconds=self.positive_float("RELAY_SWEEP_SECONDS", 1.0),
         )
@@ -291,6 +303,22 @@ class _Reader:
             sender_daily_limit=self.positive_int("SENDER_DAILY_LIMIT", defaults.sender_daily_limit),
             lease_seconds=self.positive_int("LEDGER_LEASE_SECONDS", defaults.lease_seconds),
         )
+
+    def console(self) -> ConsoleAccess | None:
+        """`CONSOLE_TOKEN` turns `/console` on; its cookies are then signed with
+        `CONSOLE_SESSION_SECRET` (a documented default in development only). In production
+        the token guards the kill switch and the secret every session: neither may be short."""
+        token = self.secret("CONSOLE_TOKEN", required=False)
+        if token is None:
+            return None
+        secret = self._required_secret("CONSOLE_SESSION_SECRET", DEV_CONSOLE_SESSION_SECRET)
+        for name, value, length in (
+            ("CONSOLE_TOKEN", token, CONSOLE_TOKEN_MIN_LENGTH),
+            ("CONSOLE_SESSION_SECRET", secret, CONSOLE_SECRET_MIN_LENGTH),
+        ):
+            if not self.development and len(value.reveal()) < length:
+                raise SettingsError(f"{name} needs at least {length} characters in production")
+        return ConsoleAccess(token, secret)
 
     def _required_secret(self, name: str, dev_default: str) -> Secret:
         value = self.secret(name, required=True, dev_default=dev_default)
