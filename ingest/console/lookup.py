@@ -10,6 +10,7 @@ dedup ID (contracts.dedup): `ig_msg_<mid>`, `ig_edit_<mid>_<n>`, `ig_del_<mid>`,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +80,7 @@ async def lookup(backend: Backend, query: str) -> list[EventPath]:
     return [_path(row, stored(subjects[row["dedup_id"]])) for row in rows]
 
 
-async def _stored(backend: Backend, subjects: list[Subject]) -> Any:
+async def _stored(backend: Backend, subjects: list[Subject]) -> Callable[[Subject], bool]:
     """One call for every row's evidence; returns a predicate Subject → stored?"""
     mids = sorted({s.key[0] for s in subjects if s.table in ("message", "edit", "unsend")})
     reactions = sorted({s.key for s in subjects if s.table == "reaction"})

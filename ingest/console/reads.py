@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ingest.ops import audit
 from ingest.ops.replay import ReplayFilter
@@ -147,8 +147,3 @@ async def conversations(backend: Backend) -> list[Conversation]:
 
 async def audit_trail(backend: Backend) -> list[audit.Entry]:
     return await audit.recent(backend, AUDIT_ROWS)
-
-
-def as_dict(value: Any) -> dict[str, Any]:
-    """For templates that want a mapping of a dataclass."""
-    return {name: getattr(value, name) for name in value.__dataclass_fields__}
