@@ -8,6 +8,7 @@ the outcome, and the audit trail names the operator and the door.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import os
 import re
 import subprocess
@@ -201,17 +202,23 @@ async def test_the_audit_trail_records_both_doors(
 ) -> None:
     clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
     env = {**clean, **BASE_ENV, "DATABASE_URL": database_url}
-    command = [INGESTCTL, "kill-switch", "activate", "from the shell", "--by", "bob"]
-    cli = await asyncio.to_thread(
-        subprocess.run, command, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-    assert cli.returncode == 0, cli.stderr
+
+    async def ingestctl(*args: str) -> None:
+        command = [INGESTCTL, *args]
+        done = await asyncio.to_thread(
+            subprocess.run, command, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+
+    await ingestctl("kill-switch", "activate", "from the shell", "--by", "bob")
     csrf = await sign_in(console, "Alice Operator")
     await console.post("/console/kill-switch", data={"csrf_token": csrf, "action": "deactivate"})
+    await ingestctl("replay", "--no-wait")  # no --by: the OS user
     assert await audit_rows(backend) == [
         ("bob", "cli", "kill_switch.activate", "done"),
         ("Alice Operator", "console", "console.login", "done"),
         ("Alice Operator", "console", "kill_switch.deactivate", "done"),
+        (getpass.getuser(), "cli", "replay", "done"),
     ]
     trail = (await console.get("/console/audit")).text
     assert trail.index("kill_switch.deactivate") < trail.index("kill_switch.activate")
@@ -241,3 +248,18 @@ async def test_the_page_shows_every_section(
     assert "42 messages" in page
     assert "hello from a customer" in page
     assert "style=" not in page and "<script>" not in page
+
+
+async def test_with_the_database_down_the_page_says_so_and_actions_are_refused(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    nowhere = f"postgresql://postgres@/x?host={tmp_path}&port=9"
+    settings = make_settings(CONSOLE_TOKEN=CONSOLE_TOKEN, DATABASE_URL=nowhere)
+    async for console in open_client(create_app(settings)):
+        csrf = await sign_in(console)  # signing in does not need the database
+        page = (await console.get("/console")).text
+        assert "Database unavailable: nothing below is current." in page
+        form = {"csrf_token": csrf, "action": "activate", "mode": "hold", "reason": "x"}
+        refused = await console.post("/console/kill-switch", data=form)
+        assert refused.status_code == 503
+        assert "database is unavailable" in refused.text
