@@ -263,3 +263,22 @@ async def test_with_the_database_down_the_page_says_so_and_actions_are_refused(
         refused = await console.post("/console/kill-switch", data=form)
         assert refused.status_code == 503
         assert "database is unavailable" in refused.text
+
+
+async def test_a_published_event_s_path_goes_through_qstash_to_stored(
+    qstash_settings: Callable[..., Settings], qstash: Any, backend: PostgresBackend
+) -> None:
+    from tests.conftest import forward_to_consumer
+
+    async for console in open_client(create_app(qstash_settings(CONSOLE_TOKEN=CONSOLE_TOKEN))):
+        await sign_in(console)
+        await post(console, text_message("mviaqstash"))
+        assert await wait_settled(backend) == {"published": 1}
+        waiting = await console.get("/console/lookup", params={"q": "mviaqstash"}, headers=HTMX)
+        assert re.findall(r'<li class="(\w+)" data-step="stored"', waiting.text) == ["open"]
+        assert await forward_to_consumer(console, qstash) == [200]
+        found = await console.get("/console/lookup", params={"q": "mviaqstash"}, headers=HTMX)
+    steps = re.findall(r'<li class="(done|open)" data-step="([^"]+)"', found.text)
+    assert steps == [("done", "admitted"), ("done", "published"), ("done", "stored")]
+    assert qstash.messages[0].message_id in found.text
+    assert "delivered by QStash" in found.text

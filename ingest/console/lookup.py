@@ -115,7 +115,8 @@ def _path(row: dict[str, Any], stored: bool) -> EventPath:
     steps.append(_relay_step(row))
     if row["dead_letter"]:
         steps.append(Step("dead-lettered", True, detail="QStash gave up; see the DLQ"))
-    steps.append(Step("stored", stored))
+    delivered = row["state"] == "published" and stored  # QStash's delivery is what stored it
+    steps.append(Step("stored", stored, detail="delivered by QStash" if delivered else None))
     return EventPath(row["dedup_id"], row["kind"], row["sender_id"], row["state"], tuple(steps))
 
 
