@@ -7,6 +7,9 @@ import re
 import httpx
 
 CONSOLE_TOKEN = "test-console-token-0123456789"
+CONSOLE_SESSION_SECRET = "test-console-session-secret-0123456789"
+# Both, always: a test must not lean on a development default its APP_ENV may not grant.
+CONSOLE_ENV = {"CONSOLE_TOKEN": CONSOLE_TOKEN, "CONSOLE_SESSION_SECRET": CONSOLE_SESSION_SECRET}
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 

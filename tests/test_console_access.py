@@ -22,7 +22,7 @@ from ingest.console import ROUTES
 from ingest.console.security import CSP, HEADERS
 from ingest.settings import Settings
 from tests.conftest import open_client
-from tests.console import CONSOLE_TOKEN, csrf_of, sign_in
+from tests.console import CONSOLE_ENV, CONSOLE_SESSION_SECRET, CONSOLE_TOKEN, csrf_of, sign_in
 
 EXPECTED_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -32,7 +32,7 @@ EXPECTED_CSP = (
 
 @pytest.fixture
 def app(make_settings: Callable[..., Settings]) -> Starlette:
-    return create_app(make_settings(CONSOLE_TOKEN=CONSOLE_TOKEN))
+    return create_app(make_settings(**CONSOLE_ENV))
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ async def test_signing_in_starts_a_fresh_session_without_secrets_in_the_cookie(
     assert (
         payload["sid"] != json.loads(base64.urlsafe_b64decode(before.split(".")[0] + "=="))["sid"]
     )
-    assert CONSOLE_TOKEN not in after and "dev-console-session-secret" not in after
+    assert CONSOLE_TOKEN not in after and CONSOLE_SESSION_SECRET not in after
 
 
 async def test_a_forged_cookie_is_a_stranger(console: httpx.AsyncClient) -> None:
@@ -120,10 +120,10 @@ async def test_a_forged_cookie_is_a_stranger(console: httpx.AsyncClient) -> None
 async def test_changing_the_token_signs_everyone_out(
     make_settings: Callable[..., Settings],
 ) -> None:
-    async for old in open_client(create_app(make_settings(CONSOLE_TOKEN=CONSOLE_TOKEN))):
+    async for old in open_client(create_app(make_settings(**CONSOLE_ENV))):
         await sign_in(old)
         cookie = old.cookies["ingest_console"]
-    rotated = make_settings(CONSOLE_TOKEN=CONSOLE_TOKEN + "-rotated")
+    rotated = make_settings(**{**CONSOLE_ENV, "CONSOLE_TOKEN": CONSOLE_TOKEN + "-rotated"})
     async for new in open_client(create_app(rotated)):
         new.cookies.set("ingest_console", cookie, path="/console")
         assert (await new.get("/console/pulse")).status_code == 303

@@ -24,7 +24,7 @@ from ingest.app import create_app
 from ingest.settings import Settings
 from storage.postgres import PostgresBackend
 from tests.conftest import BASE_ENV, open_client, wait_settled
-from tests.console import CONSOLE_TOKEN, sign_in
+from tests.console import CONSOLE_ENV, sign_in
 from tests.doubles.qstash import Published
 from tests.meta import post, text_message
 
@@ -34,7 +34,7 @@ HTMX = {"HX-Request": "true"}
 
 @pytest.fixture
 async def console(make_settings: Callable[..., Settings]) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in open_client(create_app(make_settings(CONSOLE_TOKEN=CONSOLE_TOKEN))):
+    async for client in open_client(create_app(make_settings(**CONSOLE_ENV))):
         yield client
 
 
@@ -184,7 +184,7 @@ async def test_the_dlq_lists_our_label_only_and_redrives_as_the_operator(
     )
     ours = qstash.dead_letter(message, label="instagram-messaging-event")
     theirs = qstash.dead_letter(message, label="someone-else")
-    settings = make_settings(CONSOLE_TOKEN=CONSOLE_TOKEN, QSTASH_TOKEN=TOKEN, QSTASH_URL=url)
+    settings = make_settings(**CONSOLE_ENV, QSTASH_TOKEN=TOKEN, QSTASH_URL=url)
     async for console in open_client(create_app(settings)):
         csrf = await sign_in(console, "Dana")
         listed = await console.get("/console/dlq", headers=HTMX)
@@ -254,7 +254,7 @@ async def test_with_the_database_down_the_page_says_so_and_actions_are_refused(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     nowhere = f"postgresql://postgres@/x?host={tmp_path}&port=9"
-    settings = make_settings(CONSOLE_TOKEN=CONSOLE_TOKEN, DATABASE_URL=nowhere)
+    settings = make_settings(**CONSOLE_ENV, DATABASE_URL=nowhere)
     async for console in open_client(create_app(settings)):
         csrf = await sign_in(console)  # signing in does not need the database
         page = (await console.get("/console")).text
@@ -270,7 +270,7 @@ async def test_a_published_event_s_path_goes_through_qstash_to_stored(
 ) -> None:
     from tests.conftest import forward_to_consumer
 
-    async for console in open_client(create_app(qstash_settings(CONSOLE_TOKEN=CONSOLE_TOKEN))):
+    async for console in open_client(create_app(qstash_settings(**CONSOLE_ENV))):
         await sign_in(console)
         await post(console, text_message("mviaqstash"))
         assert await wait_settled(backend) == {"published": 1}

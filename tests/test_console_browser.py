@@ -35,7 +35,7 @@ from ingest.app import create_app
 from ingest.settings import Settings
 from storage.embedded import EmbeddedPostgres
 from tests.conftest import BASE_ENV, TEMPLATE
-from tests.console import CONSOLE_TOKEN
+from tests.console import CONSOLE_ENV, CONSOLE_TOKEN
 from tests.doubles.qstash import serve
 from tests.meta import WEBHOOK, signed_headers, text_message
 
@@ -57,7 +57,7 @@ FLAGS = (
 def server(pg_server: EmbeddedPostgres) -> Iterator[str]:
     name = f"console_browser_{os.getpid()}"
     url = pg_server.create_database(name, template=TEMPLATE)
-    env = {**BASE_ENV, "DATABASE_URL": url, "CONSOLE_TOKEN": CONSOLE_TOKEN}
+    env = {**BASE_ENV, "DATABASE_URL": url, **CONSOLE_ENV}
     env |= {"RELAY_SWEEP_SECONDS": "0.2", "QSTASH_DAILY_MESSAGES": "500"}
     settings = Settings.from_env(env, env_file=None)
     asyncio.run(_spend_history(url))
