@@ -316,7 +316,11 @@ class _Reader:
             ("CONSOLE_TOKEN", token, CONSOLE_TOKEN_MIN_LENGTH),
             ("CONSOLE_SESSION_SECRET", secret, CONSOLE_SECRET_MIN_LENGTH),
         ):
-            if not self.development and len(value.reveal()) < length:
+            if self.development:
+                continue
+            if value.reveal() == DEV_CONSOLE_SESSION_SECRET:  # whatever `secret` refuses
+                raise SettingsError(f"{name} holds a placeholder value; set a real secret")
+            if len(value.reveal()) < length:
                 raise SettingsError(f"{name} needs at least {length} characters in production")
         return ConsoleAccess(token, secret)
 

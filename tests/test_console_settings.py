@@ -17,8 +17,8 @@ def settings(**env: str) -> Settings:
 
 
 def test_without_a_token_there_is_no_console() -> None:
-    assert settings(**BASE_ENV).console is None
-    assert settings(**BASE_ENV, CONSOLE_SESSION_SECRET=LONG_SECRET).console is None
+    assert settings(**PRODUCTION).console is None
+    assert settings(**PRODUCTION, CONSOLE_SESSION_SECRET=LONG_SECRET).console is None
 
 
 def test_in_development_the_session_secret_has_a_default() -> None:
