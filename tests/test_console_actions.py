@@ -282,3 +282,17 @@ async def test_a_published_event_s_path_goes_through_qstash_to_stored(
     assert steps == [("done", "admitted"), ("done", "published"), ("done", "stored")]
     assert qstash.messages[0].message_id in found.text
     assert "delivered by QStash" in found.text
+
+
+async def test_the_audit_trail_counts_the_events_picked_by_hand_but_names_none(
+    console: httpx.AsyncClient, backend: PostgresBackend
+) -> None:
+    csrf = await sign_in(console)
+    await hold(console, csrf, "mprivate")
+    await wait_settled(backend)
+    await console.post("/console/kill-switch", data={"csrf_token": csrf, "action": "deactivate"})
+    form = {"csrf_token": csrf, "scope": "selected", "state": "held", "dedup_id": "ig_msg_mprivate"}
+    await console.post("/console/replay", data=form)
+    detail = await backend.pool.fetchval("select detail from ingest_audit where action = 'replay'")
+    assert detail == {"states": ["held", "failed"], "selected": 1, "replayed": 1}
+    assert "mprivate" not in str(await backend.pool.fetch("select * from ingest_audit"))

@@ -131,4 +131,6 @@ def _relay_step(row: dict[str, Any]) -> Step:
             return Step("held", True, row["settled_at"], reason)
         case "failed":
             return Step("failed", True, row["settled_at"], reason)
-    return Step("pending", False, None, f"attempts {row['attempts']}")
+        case "pending":
+            return Step("pending", False, None, f"attempts {row['attempts']}")
+    return Step(state, True, row["settled_at"], reason)  # a state added after this code

@@ -48,14 +48,16 @@ class ReplayFilter:
         }
 
     def describe(self) -> dict[str, Any]:
-        """What the audit trail keeps: the filter's set parts only."""
+        """What the audit trail keeps: the filter's set parts, and how many events were
+        picked by hand but not which (a dedup ID carries a customer's IDs, and the audit
+        trail outlives the events it mentions)."""
         described: dict[str, Any] = {"states": list(self.states)}
         if self.since is not None:
             described["since"] = self.since.isoformat()
         if self.reasons:
             described["reasons"] = list(self.reasons)
         if self.dedup_ids:
-            described["dedup_ids"] = list(self.dedup_ids)
+            described["selected"] = len(self.dedup_ids)
         return described
 
 
