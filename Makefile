@@ -8,6 +8,8 @@ STAMP  := $(VENV)/.installed-stamp
 NODE_STAMP    := node_modules/.package-lock.json
 # Debian's plpgsql_check for PostgreSQL 15: `supabase db lint` needs it (make dblint).
 PLPGSQL_CHECK := /usr/lib/postgresql/15/lib/plpgsql_check.so
+# Debian's chromium and its driver: the console's browser tests (tests/test_console_browser.py).
+CHROMEDRIVER  := /usr/bin/chromedriver
 
 .PHONY: install tools run test lint dblint format fuzz bench drill clean
 
@@ -28,6 +30,12 @@ $(PLPGSQL_CHECK):
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15-plpgsql-check \
 		|| { echo "make: could not install postgresql-15-plpgsql-check (needs root): install it, then rerun."; exit 1; }
 
+$(CHROMEDRIVER):
+	@command -v apt-get >/dev/null || { echo "make: $(CHROMEDRIVER) missing and no apt-get: install Debian's chromium and chromium-driver."; exit 1; }
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core \
+		|| { echo "make: could not install chromium and chromium-driver (needs root): install them, then rerun."; exit 1; }
+
 install: $(STAMP)
 
 tools: $(NODE_STAMP)
@@ -35,7 +43,7 @@ tools: $(NODE_STAMP)
 run: $(STAMP)  ## serve on 127.0.0.1:8000 with embedded Postgres and direct processing
 	APP_ENV=$${APP_ENV:-development} $(BIN)/python -m ingest
 
-test: $(STAMP) $(NODE_STAMP)  ## every test, including the CI-sized fuzz run and real PostgREST
+test: $(STAMP) $(NODE_STAMP) $(CHROMEDRIVER)  ## every test: CI-sized fuzz run, real PostgREST, real browser
 	$(BIN)/python -m pytest
 
 lint: $(STAMP) dblint
@@ -61,4 +69,4 @@ drill: $(STAMP)
 	$(BIN)/python -m bench.drills
 
 clean:
-	rm -rf $(VENV) node_modules .data .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) node_modules .data .mypy_cache .ruff_cache .pytest_cache .hypothesis .artifacts

@@ -27,6 +27,8 @@ from consumers.processing import Processor
 from contracts.http import answer
 from ingest import internal, privacy, retention, webhook
 from ingest.admission import Admission
+from ingest.console import build as build_console
+from ingest.console import routes as console_routes
 from ingest.logging import RequestContextMiddleware
 from ingest.metrics import Metrics
 from ingest.metrics import routes as metrics_routes
@@ -182,6 +184,7 @@ def create_app(
             settings.metrics_token,
             public=settings.metrics_public or settings.development,
         ),
+        *console_routes(build_console(settings, backend, http)),
     ]
 
     @asynccontextmanager

@@ -30,6 +30,8 @@ DEV_INTERNAL_TOKEN = "dev-internal-token"  # noqa: S105
 # The QStash development server's fixed, published credentials (QSTASH.md).
 QSTASH_DEV_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="  # noqa: S105
 QSTASH_DEV_KEYS = ("sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r", "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs")
+DEV_CONSOLE_SESSION_SECRET = "dev-console-session-secret"  # noqa: S105
+CONSOLE_TOKEN_MIN_LENGTH, CONSOLE_SECRET_MIN_LENGTH = 16, 32  # in production
 
 # Values people paste from examples, and every published development secret: refused
 # outside development wherever they appear (a list of secrets included).
@@ -108,6 +110,14 @@ class Retention:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleAccess:
+    """The operator console's door: `/console` exists only when this is set."""
+
+    token: Secret
+    session_secret: Secret
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     app_env: AppEnv
     host: str
@@ -134,6 +144,7 @@ class Settings:
     graph_api_url: str
     metrics_token: Secret | None
     metrics_public: bool
+    console: ConsoleAccess | None
     safety: SafetyLimits
     relay_sweep_seconds: float
     retention: Retention
@@ -320,6 +331,7 @@ class _Reader:
             graph_api_url=self.url("GRAPH_API_URL", DEFAULT_GRAPH_API_URL) or DEFAULT_GRAPH_API_URL,
             metrics_token=self.secret("METRICS_TOKEN", required=False),
             metrics_public=self.typed("METRICS_PUBLIC", _boolean, False),
+            console=self.console(),
             safety=self.safety(),
             relay_sweep_seconds=self.positive_float("RELAY_SWEEP_SECONDS", 1.0),
             retention=self.retention(),
@@ -349,6 +361,26 @@ class _Reader:
             ),
             interval_seconds=self.typed("PRUNE_INTERVAL_SECONDS", _non_negative, 0),
         )
+
+    def console(self) -> ConsoleAccess | None:
+        """`CONSOLE_TOKEN` turns `/console` on; its cookies are then signed with
+        `CONSOLE_SESSION_SECRET` (a documented default in development only). In production
+        the token guards the kill switch and the secret every session: neither may be short."""
+        token = self.secret("CONSOLE_TOKEN", required=False)
+        if token is None:
+            return None
+        secret = self._required_secret("CONSOLE_SESSION_SECRET", DEV_CONSOLE_SESSION_SECRET)
+        for name, value, length in (
+            ("CONSOLE_TOKEN", token, CONSOLE_TOKEN_MIN_LENGTH),
+            ("CONSOLE_SESSION_SECRET", secret, CONSOLE_SECRET_MIN_LENGTH),
+        ):
+            if self.development:
+                continue
+            if value.reveal() == DEV_CONSOLE_SESSION_SECRET:  # whatever `secret` refuses
+                raise SettingsError(f"{name} holds a placeholder value; set a real secret")
+            if len(value.reveal()) < length:
+                raise SettingsError(f"{name} needs at least {length} characters in production")
+        return ConsoleAccess(token, secret)
 
     def _required_secret(self, name: str, dev_default: str) -> Secret:
         value = self.secret(name, required=True, dev_default=dev_default)

@@ -135,6 +135,9 @@ async def test_forget_leaves_no_trace_of_the_customer_anywhere(
         await backend.pool.fetchval("select count(*) from ig_profiles where igsid = $1", CUSTOMER)
         == 0
     )
+    audit = await backend.pool.fetch("select action, detail::text as detail from ingest_audit")
+    assert not [a for a in audit if CUSTOMER in a["detail"]]  # the trail outlives the person
+    assert "forget" in {a["action"] for a in audit}  # the erasure itself is recorded, not whom
     assert await backend.pool.fetchval("select text from ig_messages") == "another customer, kept"
     assert await backend.pool.fetchval("select count(*) from ig_tombstones") >= 1
     tombstones = await backend.pool.fetch("select key from ig_tombstones")

@@ -182,7 +182,7 @@ $$;
 -- null): their profile; every message to or from them (rows deleted, attachments too);
 -- their reactions and other events, and every event about their messages; the payloads
 -- of their ledger rows (rows not yet settled become `erased`); the bodies of their dead
--- letters. Then the tombstone. `p_dry_run` counts without changing anything. Returns
+-- letters; audit details that quote them. Then the tombstone. `p_dry_run` counts without changing anything. Returns
 -- what it removed, by table.
 create function public.ig_forget(
     p_igsid text, p_account text default null, p_dry_run boolean default false)
@@ -229,7 +229,11 @@ begin
         'dead_letters', (select count(*) from public.dead_letters d
                          where d.dedup_id = any(v_ids)
                             or d.source_body->>'sender_id' = p_igsid
-                            or d.source_body->>'recipient_id' = p_igsid));
+                            or d.source_body->>'recipient_id' = p_igsid),
+        'audit_details', (select count(*) from public.ingest_audit a
+                          where strpos(a.detail::text, p_igsid) > 0
+                             or exists (select 1 from unnest(v_mids) m
+                                        where strpos(a.detail::text, m) > 0)));
     if p_dry_run then
         return v_counts;
     end if;
@@ -246,6 +250,11 @@ begin
     set source_body = null, last_response = null, callback = '{}'::jsonb
     where d.dedup_id = any(v_ids)
        or d.source_body->>'sender_id' = p_igsid or d.source_body->>'recipient_id' = p_igsid;
+    -- console and CLI audit details that quote them (an operator's note, a looked-up id)
+    update public.ingest_audit a
+    set detail = jsonb_build_object('erased', true)
+    where strpos(a.detail::text, p_igsid) > 0
+       or exists (select 1 from unnest(v_mids) m where strpos(a.detail::text, m) > 0);
     update public.ingest_ledger
     set event = null, event_text = null, sender_id = null, limit_key = null,
         reason = case when state in ('pending', 'held', 'failed') then 'erased' else reason end,

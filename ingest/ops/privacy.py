@@ -1,8 +1,10 @@
 """`ingestctl forget`, `ingestctl prune`, `ingestctl accounts`: privacy from a shell.
 
 `forget IGSID` erases one customer (README: "Privacy") and prints what it removed;
-`--dry-run` counts only. `prune` applies the retention periods now. `accounts` maps a
-business account to the app-scoped user id Meta's data-deletion callback names.
+`--dry-run` counts only. The audit trail records that an erasure happened and what it
+removed, never whom (the trail outlives the person). `prune` applies the retention
+periods now. `accounts` maps a business account to the app-scoped user id Meta's
+data-deletion callback names.
 """
 
 from __future__ import annotations
@@ -10,15 +12,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ingest.cli import OK, emit
+from ingest.ops import audit
+from ingest.ops.output import OK, emit
 from ingest.retention import prune as prune_now
 from ingest.settings import Settings
 from storage import Backend
 
 
-def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_parsers(sub: Any, common: argparse.ArgumentParser, acting: argparse.ArgumentParser) -> None:
     forget = sub.add_parser(
-        "forget", parents=[common], help="erase one customer (profile, messages, events, …)"
+        "forget", parents=[common, acting], help="erase one customer (profile, messages, …)"
     )
     forget.add_argument("igsid", help="the customer's Instagram-scoped id")
     forget.add_argument("--account", help="only under this business account")
@@ -37,6 +40,8 @@ async def forget(args: argparse.Namespace, backend: Backend, settings: Settings)
         "ig_forget",
         {"p_igsid": args.igsid, "p_account": args.account, "p_dry_run": args.dry_run},
     )
+    if not args.dry_run:
+        await audit.record(backend, audit.Actor(args.by, "cli"), "forget", {"removed": removed})
     verb = "would remove" if args.dry_run else "removed"
     emit(args, removed, lambda r: f"{verb}: " + ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
     return OK

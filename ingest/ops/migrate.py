@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from ingest.cli import OK, USAGE, Failed, emit
+from ingest.ops.output import OK, USAGE, Failed, emit
 from ingest.settings import Settings
 
 

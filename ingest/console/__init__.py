@@ -1,0 +1,98 @@
+"""The operator console: `GET /console`, one page to see and steer the pipeline.
+
+Server-rendered (Jinja2), refreshed in parts by htmx (vendored in `static/`, served
+from our own origin), charts as SVG, a strict Content-Security-Policy. Without
+`CONSOLE_TOKEN` every console route answers 404, like a route that does not exist.
+Its actions are `ingest.ops`, the same code `ingestctl` runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jinja2
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.templating import Jinja2Templates
+
+from contracts.http import answer
+from ingest.console import actions, views
+from ingest.console.filters import FILTERS
+from ingest.console.session import Sessions
+from ingest.console.web import Console, public_origin
+from ingest.ops.dlq import Dlq
+from ingest.settings import AppEnv, Settings
+from storage import Backend
+
+GET, POST = "GET", "POST"
+# (path, method, endpoint, public): public views need no signed-in session.
+ROUTES: tuple[tuple[str, str, Callable[..., Any], bool], ...] = (
+    ("/console", GET, views.home, True),
+    ("/console/static/{name}", GET, views.static, True),
+    ("/console/login", POST, actions.login, True),
+    ("/console/logout", POST, actions.logout, False),
+    ("/console/pulse", GET, views.pulse, False),
+    ("/console/switch", GET, views.switch, False),
+    ("/console/kill-switch/confirm", POST, actions.confirm_switch, False),
+    ("/console/kill-switch", POST, actions.set_switch, False),
+    ("/console/problems", GET, views.problems, False),
+    ("/console/replay/preview", POST, actions.preview_replay, False),
+    ("/console/replay", POST, actions.replay, False),
+    ("/console/replay/progress", GET, views.replay_progress, False),
+    ("/console/dlq", GET, views.dlq, False),
+    ("/console/dlq/redrive", POST, actions.redrive, False),
+    ("/console/lookup", GET, views.lookup, False),
+    ("/console/audit", GET, views.audit, False),
+)
+
+
+def templates() -> Jinja2Templates:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(FILTERS)
+    return Jinja2Templates(env=env)
+
+
+def build(settings: Settings, backend: Backend, http: httpx.AsyncClient) -> Console | None:
+    """The console's dependencies, or None when `CONSOLE_TOKEN` is unset."""
+    if settings.console is None:
+        return None
+    return Console(
+        backend=backend,
+        sessions=Sessions(settings.console, secure=settings.app_env is AppEnv.PRODUCTION),
+        templates=templates(),
+        dlq=Dlq.from_settings(settings, http),
+        budget=settings.safety.daily_messages,
+        label=settings.qstash_label,
+        public_origin=public_origin(settings.public_base_url),
+        load_page=views.page_context,
+    )
+
+
+def routes(console: Console | None) -> list[BaseRoute]:
+    """Every console route; all of them 404 when the console is off."""
+    if console is None:
+        return [Route(path, _not_found, methods=[method]) for path, method, _, _ in ROUTES]
+    made: list[BaseRoute] = []
+    for path, method, endpoint, public in ROUTES:
+        bound = partial(endpoint, console)
+        if method == POST:
+            made.append(Route(path, console.action(bound, signed_in=not public), methods=[POST]))
+        else:
+            made.append(Route(path, console.view(bound, public=public), methods=[GET]))
+    return made
+
+
+async def _not_found(request: Request) -> Response:
+    """The same answer as a route that does not exist: nothing says a console is here."""
+    return answer(404, "not_found", "no such route")

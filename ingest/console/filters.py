@@ -1,0 +1,49 @@
+"""Jinja filters: times and durations as an operator reads them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+
+def when(value: str | None) -> str:
+    """`2026-12-02T11:11:12.345+01:00` → `2026-12-02 10:11:12 UTC` (the database's ISO)."""
+    if not value:
+        return "—"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def percent(share: float) -> str:
+    return f"{share:.0%}"
+
+
+FILTERS: dict[str, Callable[..., Any]] = {"when": when, "duration": duration, "percent": percent}
+
+
+def millis(value: int | None) -> str:
+    """Milliseconds since the epoch (QStash's times) as `when` writes times."""
+    if value is None:
+        return "—"
+    return when(datetime.fromtimestamp(value / 1000, UTC).isoformat())
+
+
+FILTERS["millis"] = millis

@@ -1,0 +1,165 @@
+"""The `ingestctl` commands that act on the pipeline or read its state.
+
+Each is a thin door: it turns arguments into a call of `ingest.ops` (the same call
+the console makes) and prints the answer. `relay`, `send-sample` and `migrate` live
+beside it (`ingest.ops.relaying`, `ingest.ops.sample`, `ingest.ops.migrate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ingest.ops import dlq as dead_letters
+from ingest.ops import kill_switch as switch
+from ingest.ops import replay as replaying
+from ingest.ops.audit import Actor
+from ingest.ops.output import OK, TROUBLE, USAGE, Failed, emit
+from ingest.ops.relaying import relay_until_done
+from ingest.settings import Settings
+from storage import Backend
+
+FAILURE_RATE_WARNING = 0.10
+
+
+def actor(args: argparse.Namespace) -> Actor:
+    return Actor(args.by, "cli")
+
+
+async def kill_switch(args: argparse.Namespace, backend: Backend) -> int:
+    if args.action == "activate":
+        state = await switch.activate(backend, actor(args), args.reason, hold=args.hold)
+    else:
+        state = await switch.deactivate(backend, actor(args))
+    emit(args, state.raw, lambda _: _switch_line(state))
+    return OK
+
+
+def _switch_line(state: switch.Switch) -> str:
+    if not state.active:
+        return "kill switch off"
+    if state.hold:
+        return "kill switch ON (holding: nothing is published or stored until replay)"
+    return "kill switch ON (nothing is published; events are stored directly)"
+
+
+async def status(args: argparse.Namespace, backend: Backend, settings: Settings) -> int:
+    data = await backend.call("ingest_status", {})
+    data = {**data, "qstash_daily_limit": settings.safety.daily_messages}
+
+    def human(s: dict[str, Any]) -> str:
+        switch_state = "off"
+        if s["kill_switch"]:
+            mode = "holding" if s["hold"] else "direct"
+            switch_state = f"ON, {mode} ({s['reason']}, by {s['changed_by']} at {s['changed_at']})"
+        breaker = f"TRIPPED at {s['breaker_tripped_at']}" if s["breaker_tripped"] else "closed"
+        oldest = s["oldest_pending_seconds"]
+        lines = [
+            f"kill switch : {switch_state}",
+            f"breaker     : {breaker}",
+            f"pending     : {s['pending']}"
+            + (f" (oldest {oldest:.1f} s)" if oldest is not None else ""),
+            f"held        : {s['held']}",
+            f"failed      : {s['failed']}",
+            f"QStash today: {s['qstash_messages_today']} of {s['qstash_daily_limit']} messages",
+        ]
+        return "\n".join(lines)
+
+    emit(args, data, human)
+    return OK
+
+
+async def monitor(args: argparse.Namespace, backend: Backend) -> int:
+    data = await backend.call("ingest_monitor", {"p_days": args.days})
+
+    def human(m: dict[str, Any]) -> str:
+        header = f"{'day':<12}{'published':>10}{'direct':>8}{'held':>6}{'failed':>8}{'pending':>9}"
+        rows = [
+            f"{d['day']:<12}{d['published']:>10}{d['direct']:>8}{d['held']:>6}{d['failed']:>8}{d['pending']:>9}"
+            for d in m["daily"]
+        ]
+        senders = ", ".join(f"{s['sender_id']} ({s['events']})" for s in m["top_senders"]) or "-"
+        rate = float(m["failure_rate"])
+        lines = [header, *rows, f"top senders : {senders}", f"failure rate: {rate:.1%}"]
+        if rate > FAILURE_RATE_WARNING:
+            lines.append(f"WARNING: failure rate above {FAILURE_RATE_WARNING:.0%}")
+        lines.append(
+            '(duplicates cost no ledger write; see ingest_admissions{outcome="duplicate"})'
+        )
+        return "\n".join(lines)
+
+    emit(args, data, human)
+    return TROUBLE if float(data["failure_rate"]) > FAILURE_RATE_WARNING else OK
+
+
+async def replay(args: argparse.Namespace, backend: Backend, settings: Settings) -> int:
+    """Return held/failed rows to pending in one statement, then (unless --no-wait) relay
+    them here. Interrupted at any point, the relay of any instance finishes the job."""
+    states = [s for s, wanted in (("held", args.held), ("failed", args.failed)) if wanted]
+    which = replaying.ReplayFilter(
+        states=tuple(states) or ("held",),
+        since=args.since,
+        reasons=tuple(args.reason or ()),
+        dedup_ids=tuple(args.dedup_id or ()),
+    )
+    if args.dry_run:
+        would = await replaying.count(backend, which)
+        emit(args, {"would_replay": would}, lambda a: f"would replay {a['would_replay']} event(s)")
+        return OK
+    try:
+        done = await replaying.replay(backend, actor(args), which)
+    except replaying.ReplayRefused as exc:
+        raise Failed(f"refused: {exc}") from exc
+    data: dict[str, Any] = {"replayed": done.count}
+    if not args.no_wait and done.count:
+        settled = await relay_until_done(backend, settings)
+        data["settled"] = dict(settled.settled)
+    emit(args, data, _replay_line)
+    return TROUBLE if data.get("settled", {}).get("failed") else OK
+
+
+def _replay_line(data: dict[str, Any]) -> str:
+    line = f"replayed {data['replayed']} event(s)"
+    if "settled" in data:
+        line += ": " + (", ".join(f"{k} {v}" for k, v in sorted(data["settled"].items())) or "-")
+    return line
+
+
+async def dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.app import make_http_client
+
+    async with make_http_client() as http:
+        queue = dead_letters.Dlq.from_settings(settings, http)
+        if queue is None:
+            raise Failed("QSTASH_TOKEN is not set: there is no QStash DLQ to read", USAGE)
+        try:
+            if args.action == "list":
+                await _list_dlq(args, queue)
+            else:
+                await _redrive(args, queue, settings)
+        except dead_letters.DlqError as exc:
+            raise Failed(str(exc)) from exc
+    return OK
+
+
+async def _list_dlq(args: argparse.Namespace, queue: dead_letters.Dlq) -> None:
+    items = [
+        {"dlq_id": m.dlq_id, "message_id": m.message_id, "status": m.status, "url": m.url,
+         "created_at": m.created_at}
+        for m in await queue.list()
+    ]  # fmt: skip
+    emit(
+        args,
+        items,
+        lambda xs: (
+            "\n".join(f"{x['dlq_id']}  {x['status']}  {x['url']}" for x in xs) or "DLQ is empty"
+        ),
+    )
+
+
+async def _redrive(args: argparse.Namespace, queue: dead_letters.Dlq, settings: Settings) -> None:
+    from ingest.ops.relaying import open_backend
+
+    async with open_backend(settings) as backend:  # the audit trail is in the database
+        message_id = await queue.redrive(backend, actor(args), args.dlq_id)
+    emit(args, {"messageId": message_id}, lambda a: f"redriven as {a['messageId']}")
