@@ -261,6 +261,9 @@ async def test_deauthorize_records_the_disconnection_and_erases_nothing(
     assert (await backend.call("ingest_status", {}))["deauthorized_accounts"] == 1
     assert await backend.pool.fetchval("select count(*) from ig_messages") == 1
     assert "DISCONNECTED" in ctl("accounts", "list").stdout
+    from ingest.console.reads import pulse
+
+    assert (await pulse(backend, budget=100)).deauthorized_accounts == 1  # the console's strip
 
 
 # --- retention -------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ class Pulse:
     qstash_messages_today: int
     budget: int
     lag: Lag
+    deauthorized_accounts: int = 0  # businesses that disconnected the app (Meta's callback)
 
     @property
     def spend_share(self) -> float:
@@ -65,7 +66,7 @@ class Pulse:
 
 async def pulse(backend: Backend, budget: int) -> Pulse:
     data = await backend.call("ingest_console_pulse", {"p_sample": LAG_SAMPLE})
-    fields = {name: data.get(name) for name in Pulse.__dataclass_fields__}
+    fields = {name: data.get(name) for name in Pulse.__dataclass_fields__ if name in data}
     return Pulse(**{**fields, "budget": budget, "lag": Lag(**data["lag"])})
 
 
