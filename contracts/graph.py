@@ -81,6 +81,8 @@ class GraphApiError(Exception):
         """A short, bounded name for counting (metrics, summaries): the code, or the status."""
         if self.code is not None:
             return str(self.code) if 0 <= self.code < 10**8 else "other"
+        if self.status == 0:  # no answer we could read: the network, or a body not JSON
+            return "network" if self.transient else "invalid_answer"
         return f"http_{self.status}"
 
 

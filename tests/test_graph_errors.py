@@ -57,3 +57,8 @@ def test_the_message_is_bounded_and_never_the_string_form() -> None:
     assert str(error) == "graph error 400/100"
     assert GraphApiError(400, 10**9).label == "other"
     assert GraphApiError(400, 9000001).label == "9000001"
+
+
+def test_no_readable_answer_is_labelled_by_what_happened() -> None:
+    assert GraphApiError(0, transient=True).label == "network"
+    assert GraphApiError(0).label == "invalid_answer"
