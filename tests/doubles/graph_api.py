@@ -83,6 +83,7 @@ class GraphApiDouble:
     errors: list[_Queued] = field(default_factory=list)
     usage_headers: dict[str, str] = field(default_factory=dict)
     unknown_fields: set[str] = field(default_factory=set)
+    details_in_listing: bool = True  # False: listings give ids only; each is fetched alone
     empty_pages: set[tuple[str, int]] = field(default_factory=set)  # (list, offset)
     tokens: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     conversations: dict[str, Conversation] = field(default_factory=dict)
@@ -212,7 +213,8 @@ class GraphApiDouble:
         if unknown:
             name = sorted(unknown)[0]
             return _error(400, 100, f"(#100) Tried accessing nonexisting field ({name})")
-        items = [_render(m, fields, i < DETAILED) for i, m in enumerate(conversation.messages)]
+        detailed = DETAILED if self.details_in_listing else 0
+        items = [_render(m, fields, i < detailed) for i, m in enumerate(conversation.messages)]
         inner = ",".join(fields)
         page = self._page(
             request, f"{conversation.id}/messages", items, limit=limit,
