@@ -31,6 +31,8 @@ from ingest.logging import RequestContextMiddleware
 from ingest.metrics import Metrics
 from ingest.metrics import routes as metrics_routes
 from ingest.publisher import PublishConfig, QStashPublisher
+from ingest.reconcile_metrics import ReconcileMetrics
+from ingest.reconcile_service import ReconcileService
 from ingest.relay import PassResult, Relay, RelayConfig
 from ingest.settings import Settings
 from storage import Backend, StorageError
@@ -151,6 +153,9 @@ def create_app(
     processor = Processor(backend, after_store=enricher.schedule if enricher else None)
     relay = make_relay(settings, backend, processor, http, on_pass=metrics.observe_relay_pass)
     admission = Admission(backend, on_new=relay.wake, on_accepted=metrics.observe_acceptance)
+    reconcile = ReconcileService.build(
+        settings, backend, http, admission, ReconcileMetrics(metrics.registry)
+    )
 
     async def read_status() -> Mapping[str, Any]:
         status: Mapping[str, Any] = await backend.call("ingest_status", {})
@@ -172,7 +177,9 @@ def create_app(
 
     routes: list[BaseRoute] = [
         *health_routes(backend),
-        *webhook.routes(settings, admission, metrics),
+        *webhook.routes(
+            settings, reconcile.watching(admission) if reconcile else admission, metrics
+        ),
         *internal.routes(settings, admission),
         *consumer_routes(consumer, processor, backend, metrics.observe_consumer_status),
         *metrics_routes(
@@ -187,6 +194,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await backend.open()
         relaying = asyncio.create_task(relay.run(), name="relay")
+        if reconcile is not None:
+            reconcile.start()
         log.info(
             "started",
             env=settings.app_env.value,
@@ -195,6 +204,8 @@ def create_app(
         try:
             yield
         finally:
+            if reconcile is not None:
+                await reconcile.stop()
             await _stop_relay(relay, relaying)
             if enricher is not None:
                 await enricher.drain()

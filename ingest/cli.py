@@ -332,6 +332,10 @@ def parser() -> argparse.ArgumentParser:
     mig = sub.add_parser("migrate", parents=[common], help="apply supabase/migrations")
     mig.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the database")
     mig.add_argument("--list", action="store_true", help="applied and pending; apply nothing")
+
+    from ingest.cli_reconcile import add_parser as add_reconcile
+
+    add_reconcile(sub, common)
     return root
 
 
@@ -349,8 +353,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         async with open_backend(settings) as backend:
             return await needs_settings[args.command](args, backend, settings)
     from ingest.cli_migrate import migrate
+    from ingest.cli_reconcile import reconcile
 
-    handlers = {"dlq": dlq, "send-sample": send_sample, "migrate": migrate}
+    handlers = {"dlq": dlq, "send-sample": send_sample, "migrate": migrate, "reconcile": reconcile}
     return await handlers[args.command](args, settings)
 
 

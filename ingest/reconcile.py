@@ -15,6 +15,7 @@ limit; a token refused or a rate limit stops that account only, and says so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -132,7 +133,13 @@ class Reconciler:
         if not claim.claimed or claim.token is None:
             detail = f"{claim.reason} until {claim.until}"
             return self._told(AccountSummary(account_id, claim.reason or "running", detail))
-        summary = await self._walk(client, account_id, since, dry_run, claim.token)
+        try:
+            summary = await self._walk(client, account_id, since, dry_run, claim.token)
+        except asyncio.CancelledError:  # shutting down: free the account for the next run
+            with contextlib.suppress(StorageError, TimeoutError):
+                finish = self._lease.finish(account_id, claim.token, "interrupted", {}, 0)
+                await asyncio.wait_for(asyncio.shield(finish), 5.0)
+            raise
         try:
             await asyncio.shield(
                 self._lease.finish(account_id, claim.token, summary.outcome, summary.as_dict(),

@@ -90,6 +90,14 @@ class GraphApiDouble:
 
     # --- programming --------------------------------------------------------------------
 
+    def reset(self) -> None:
+        """Forget everything (a session's server, between tests)."""
+        for collection in (self.requests, self.calls, self.errors, self.usage_headers,
+                           self.unknown_fields, self.empty_pages, self.tokens,
+                           self.conversations):  # fmt: skip
+            collection.clear()
+        self.details_in_listing = True
+
     def add_account(self, account_id: str, token: str, page_id: str | None = None) -> None:
         self.tokens[token] = (account_id, page_id)
 
