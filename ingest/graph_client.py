@@ -16,6 +16,7 @@ never logged or put into an error.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +30,9 @@ from ingest.graph_usage import read_usage
 from ingest.rate_limit import Clock, RateLimiter
 
 log = structlog.get_logger(__name__)
+# httpx logs every request's URL at INFO, and a Graph URL holds the token: whatever logging
+# a host application configures, those lines stay below what is shown.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 GRAPH_HOSTS = frozenset({"graph.instagram.com", "graph.facebook.com"})
 JsonObject = dict[str, Any]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 
 import httpx
@@ -193,3 +194,16 @@ async def test_the_account_id_is_asked_from_me_once_when_not_configured(
     assert await client.resolve_account_id() == ACCOUNT
     assert await client.resolve_account_id() == ACCOUNT
     assert [c.params for c in graph.calls] == [{"fields": "user_id,username"}]
+
+
+async def test_the_token_never_reaches_a_log_line(
+    http: httpx.AsyncClient, clock: FakeClock, graph: GraphApiDouble,
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    caplog.set_level(logging.DEBUG)  # httpx would log each URL, token included, at INFO
+    graph.fail_next(400, 613, headers=usage(minutes=1))
+    graph.fail_next(400, 190)
+    with pytest.raises(TokenRejected):
+        await client_for(http, clock).get("me", {"fields": "user_id"})
+    assert len(graph.calls) == 2
+    assert "IGAA-one" not in caplog.text + capsys.readouterr().out
