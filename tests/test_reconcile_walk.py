@@ -38,7 +38,11 @@ from tests.reconcile_kit import (
 )
 
 HOUR = 3600.0
-NEWER = int(time.time()) - 60  # a thread started now, newer than the default ones
+
+
+def newer() -> int:
+    """A start for a thread newer than the default ones (which end a minute ago)."""
+    return int(time.time()) - 30
 
 
 @dataclass
@@ -216,7 +220,7 @@ async def test_an_unknown_field_drops_to_a_plainer_field_set(world: World) -> No
 @pytest.mark.parametrize("code", [190, 102])
 async def test_a_token_error_ends_the_account_and_says_so(world: World, code: int) -> None:
     world.graph.add_conversation(ACCOUNT, thread(3, number=1))
-    world.graph.add_conversation(ACCOUNT, thread(3, number=2, customer="555", start=NEWER))
+    world.graph.add_conversation(ACCOUNT, thread(3, number=2, customer="555", start=newer()))
     world.graph.fail_next(400, code, when="conv_1")  # conv_2 (newer) was walked first
     summary = await world.run()
     assert summary.outcome == "token_rejected"
