@@ -27,6 +27,7 @@ from ingest.reconcile import AccountSummary, Reconciler, scheduled_window
 from ingest.reconcile_lease import LeaseStore
 from ingest.reconcile_metrics import ReconcileMetrics
 from ingest.reconcile_missing import MissingMessages, NoticingSink
+from ingest.reconcile_walk import Tally
 from ingest.settings import Settings
 from storage import Backend, StorageError
 
@@ -103,9 +104,16 @@ class ReconcileService:
         clock = clock or SystemClock()
         clients = GraphClients(settings.graph_accounts, http, settings.graph_api_url, clock)
 
+        def stopped() -> None:
+            metrics.stopped.set(sum(1 for c in clients.clients if c.stopped))
+
         def observe(summary: AccountSummary) -> None:
             metrics.observe_summary(summary)
-            metrics.stopped.set(sum(1 for c in clients.clients if c.stopped))
+            stopped()
+
+        def checked(tally: Tally) -> None:
+            metrics.observe_missing(tally)
+            stopped()
 
         schedule = None
         if settings.reconcile_interval_seconds:
@@ -115,7 +123,7 @@ class ReconcileService:
         if settings.reconcile_grace_seconds > 0:
             missing = MissingMessages(
                 backend, clients, sink, clock, grace_seconds=settings.reconcile_grace_seconds,
-                on_checked=metrics.observe_missing,
+                on_checked=checked,
             )  # fmt: skip
         return cls(clients, metrics, schedule, missing)
 
