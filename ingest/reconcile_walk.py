@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import structlog
 from pydantic import ValidationError
@@ -123,7 +124,7 @@ class Walker:
     async def _messages(self, conversation_id: str, tally: Tally) -> None:
         def first(n: int) -> Awaitable[JsonObject]:
             fields = f"messages.limit({n}){{{self._fields.current}}}"
-            return self._client.get(conversation_id, {"fields": fields})
+            return self._client.get(quote(conversation_id, safe=""), {"fields": fields})
 
         position, capped = 0, False
         async for items in self._pages(first, MESSAGES_PER_PAGE, nested="messages"):
@@ -237,7 +238,7 @@ async def fetch_message(
     up to three tries of a temporary one."""
     for attempt in range(4):
         try:
-            return await client.get(mid, {"fields": fields.current})
+            return await client.get(quote(mid, safe=""), {"fields": fields.current})
         except GraphApiError as exc:
             if exc.message_unavailable:
                 tally.skipped_20_cap += 1

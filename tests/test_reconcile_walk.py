@@ -333,3 +333,14 @@ def message_event_for(message: Message) -> Any:
     item = {"id": message.mid, "from": {"id": message.sender}, "message": message.text,
             "to": {"data": [{"id": message.recipient}]}, "created_time": message.created}  # fmt: skip
     return message_event(item, ACCOUNT)
+
+
+async def test_ids_are_sent_as_one_path_segment_whatever_they_hold(world: World) -> None:
+    odd = Message("m_a/b?c=d+e", CUSTOMER, ACCOUNT, int(time.time()) - 60, text="odd id")
+    world.graph.details_in_listing = False
+    world.graph.add_conversation(ACCOUNT, [odd])
+    summary = await world.run()
+    assert (summary.recovered, summary.errors) == (1, {})
+    assert f"ig_msg_{odd.mid}" not in await world.ledger()  # escaped in the dedup ID …
+    (event,) = (await world.ledger()).values()
+    assert event["mid"] == odd.mid  # … and kept byte for byte in the event

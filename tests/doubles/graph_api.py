@@ -134,7 +134,7 @@ class GraphApiDouble:
                 Route("/v21.0/me", self._me, methods=["GET"]),
                 Route("/v21.0/{node}/conversations", self._conversations, methods=["GET"]),
                 Route("/v21.0/{node}/messages", self._messages_edge, methods=["GET"]),
-                Route("/v21.0/{node}", self._node, methods=["GET"]),
+                Route("/v21.0/{node:path}", self._node, methods=["GET"]),
             ]
         )
 
