@@ -4,7 +4,7 @@ A message is stored first; enrichment runs afterwards as a background task, so i
 adds nothing to Meta's or QStash's wait and can never fail the message. Each
 profile is fetched at most once per interval (a claim in the database, so every
 instance agrees). Errors follow INSTAGRAM.md §7: transient ones release the claim
-(a later event retries); rate limits pause all calls for a while; code 190 (token
+(a later event retries); rate limits pause all calls for a while; code 190 or 102 (token
 invalid or expired) stops calls until the token is replaced (a restart); other
 permanent errors are recorded and wait the full interval.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -21,39 +20,15 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from contracts import Event, EventKind
+from contracts.graph import GraphApiError, graph_error
 from storage import Backend, StorageError
 
 FIELDS = (
     "name,username,profile_pic,follower_count,"
     "is_user_follow_business,is_business_follow_user,is_verified_user"
 )
-RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, *range(80002, 80010)})
-TRANSIENT_CODES = frozenset({1, 2})
-TOKEN_INVALID = 190
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass
-class GraphApiError(Exception):
-    """A Graph API error answer (`{"error": {"code", "is_transient", ...}}`)."""
-
-    status: int
-    code: int | None = None
-    transient: bool = False
-
-    @property
-    def retryable(self) -> bool:
-        return (
-            self.status >= 500
-            or self.transient
-            or self.code in TRANSIENT_CODES
-            or self.code in RATE_LIMIT_CODES
-        )
-
-    @property
-    def rate_limited(self) -> bool:
-        return self.code in RATE_LIMIT_CODES or self.status == 429
 
 
 def _retry_now(exc: BaseException) -> bool:
@@ -138,7 +113,7 @@ class ProfileEnricher:
 
     async def _record_failure(self, igsid: str, exc: BaseException) -> None:
         error = exc if isinstance(exc, GraphApiError) else GraphApiError(status=0, transient=True)
-        if error.code == TOKEN_INVALID:
+        if error.token_invalid:
             self.token_invalid = True
             log.error(
                 "graph_token_invalid", detail="profile calls stopped until the token is replaced"
@@ -146,7 +121,7 @@ class ProfileEnricher:
         elif error.rate_limited:
             self._paused_until = time.monotonic() + self._pause
             log.warning("graph_rate_limited", pause_seconds=self._pause, code=error.code)
-        retry = error.retryable or error.code == TOKEN_INVALID
+        retry = error.retryable or error.token_invalid
         await self._store(igsid, None, f"graph error {error.status}/{error.code}", retry=retry)
 
     async def _store(
@@ -160,16 +135,10 @@ class ProfileEnricher:
 
 def _graph_error(response: httpx.Response) -> GraphApiError:
     try:
-        body = response.json().get("error", {})
+        body = response.json()
     except ValueError:
-        body = {}
-    code = body.get("code") if isinstance(body, dict) else None
-    transient = bool(body.get("is_transient")) if isinstance(body, dict) else False
-    return GraphApiError(
-        status=response.status_code,
-        code=code if isinstance(code, int) else None,
-        transient=transient,
-    )
+        body = None
+    return graph_error(response.status_code, body)
 
 
 def _user_of(event: Event) -> str | None:

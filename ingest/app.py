@@ -33,6 +33,8 @@ from ingest.logging import RequestContextMiddleware
 from ingest.metrics import Metrics
 from ingest.metrics import routes as metrics_routes
 from ingest.publisher import PublishConfig, QStashPublisher
+from ingest.reconcile_metrics import ReconcileMetrics
+from ingest.reconcile_service import ReconcileService
 from ingest.relay import PassResult, Relay, RelayConfig
 from ingest.settings import Settings
 from storage import Backend, StorageError
@@ -153,6 +155,9 @@ def create_app(
     processor = Processor(backend, after_store=enricher.schedule if enricher else None)
     relay = make_relay(settings, backend, processor, http, on_pass=metrics.observe_relay_pass)
     admission = Admission(backend, on_new=relay.wake, on_accepted=metrics.observe_acceptance)
+    reconcile = ReconcileService.build(
+        settings, backend, http, admission, ReconcileMetrics(metrics.registry)
+    )
 
     async def read_status() -> Mapping[str, Any]:
         status: Mapping[str, Any] = await backend.call("ingest_status", {})
@@ -174,7 +179,9 @@ def create_app(
 
     routes: list[BaseRoute] = [
         *health_routes(backend),
-        *webhook.routes(settings, admission, metrics),
+        *webhook.routes(
+            settings, reconcile.watching(admission) if reconcile else admission, metrics
+        ),
         *internal.routes(settings, admission),
         *privacy.routes(backend, settings.meta_app_secrets, base_url),
         *consumer_routes(consumer, processor, backend, metrics.observe_consumer_status),
@@ -190,12 +197,15 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await backend.open()
+        await _record_accounts(backend, settings)
         relaying = asyncio.create_task(relay.run(), name="relay")
         pruning = (
             asyncio.create_task(retention.run(backend, settings.retention), name="prune")
             if settings.retention.interval_seconds
             else None
         )
+        if reconcile is not None:
+            reconcile.start()
         log.info(
             "started",
             env=settings.app_env.value,
@@ -206,6 +216,8 @@ def create_app(
         finally:
             if pruning is not None:
                 pruning.cancel()
+            if reconcile is not None:
+                await reconcile.stop()
             await _stop_relay(relay, relaying)
             if enricher is not None:
                 await enricher.drain()
@@ -227,6 +239,22 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: method_not_allowed},
     )
+
+
+async def _record_accounts(backend: Backend, settings: Settings) -> None:
+    """Accounts whose token is configured join `ig_accounts` (Meta's data-deletion and
+    deauthorize callbacks look accounts up there); `ingestctl accounts add` maps their
+    app user id. The database may still be starting: the next start tries again."""
+    for account in settings.graph_accounts:
+        if account.account_id is None:
+            continue
+        try:
+            await backend.call(
+                "ig_add_account", {"p_account": account.account_id, "p_reconnect": False}
+            )
+        except StorageError as exc:
+            log.warning("account_not_recorded", error=type(exc).__name__)
+            return
 
 
 async def _stop_relay(relay: Relay, task: asyncio.Task[None], grace: float = 10.0) -> None:

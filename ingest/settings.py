@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
@@ -19,11 +19,15 @@ from urllib.parse import urlsplit
 
 from starlette.config import Config
 
+from ingest.graph_accounts import GraphAccount, read_accounts
+from ingest.secret import Secret as Secret  # re-exported: one class, two homes
+
 T = TypeVar("T")
 
 DEFAULT_QSTASH_URL = "https://qstash.upstash.io"
 DEFAULT_LABEL = "instagram-messaging-event"
 DEFAULT_GRAPH_API_URL = "https://graph.instagram.com/v21.0"
+DEFAULT_RECONCILE_GRACE_SECONDS = 30.0
 DEV_META_SECRET = "dev-meta-app-secret"  # noqa: S105 - a documented development default
 DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105
 DEV_INTERNAL_TOKEN = "dev-internal-token"  # noqa: S105
@@ -51,24 +55,6 @@ class AppEnv(StrEnum):
     DEVELOPMENT = "development"
     TEST = "test"
     PRODUCTION = "production"
-
-
-@dataclass(frozen=True, slots=True)
-class Secret:
-    """A value that must never be printed. Call `reveal()` at the single point of use."""
-
-    _value: str = field(repr=False)
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +128,9 @@ class Settings:
     data_dir: Path
     instagram_access_token: Secret | None
     graph_api_url: str
+    graph_accounts: tuple[GraphAccount, ...]
+    reconcile_interval_seconds: int
+    reconcile_grace_seconds: float
     metrics_token: Secret | None
     metrics_public: bool
     console: ConsoleAccess | None
@@ -239,6 +228,12 @@ class _Reader:
             raise SettingsError(f"{name} must be a positive number, got {value}")
         return value
 
+    def non_negative_float(self, name: str, default: float) -> float:
+        value = self.typed(name, float, default)
+        if not value >= 0:
+            raise SettingsError(f"{name} must be 0 or a positive number, got {value}")
+        return value
+
     def url(self, name: str, default: str | None = None) -> str | None:
         value = self.raw(name)
         if value is None:
@@ -279,6 +274,18 @@ class _Reader:
             )
         return secrets
 
+    def graph_accounts(self) -> tuple[GraphAccount, ...]:
+        """Reconcile's accounts: INSTAGRAM_ACCESS_TOKENS when set, else the one token."""
+        try:
+            return read_accounts(
+                self.secret("INSTAGRAM_ACCESS_TOKENS", required=False),
+                self.secret("INSTAGRAM_ACCESS_TOKEN", required=False),
+                self.raw("INSTAGRAM_ACCOUNT_ID"),
+                refuse=None if self.development else _published,
+            )
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+
     def settings(self) -> Settings:
         app_env = self.app_env()
         database_url = self.secret("DATABASE_URL", required=False)
@@ -297,6 +304,16 @@ class _Reader:
                 f"CONSUMER_PERMANENT_STATUS must be 489 or 400, got {permanent_status}"
             )
         label = self.raw("QSTASH_LABEL") or DEFAULT_LABEL
+        accounts = self.graph_accounts()
+        interval = self.typed("RECONCILE_INTERVAL_SECONDS", int, 0)
+        if interval < 0:
+            raise SettingsError(
+                f"RECONCILE_INTERVAL_SECONDS must be 0 (off) or more, got {interval}"
+            )
+        if interval and not accounts:
+            raise SettingsError(
+                "RECONCILE_INTERVAL_SECONDS needs INSTAGRAM_ACCESS_TOKEN or INSTAGRAM_ACCESS_TOKENS"
+            )
         if "," in label:
             raise SettingsError("QSTASH_LABEL cannot contain a comma (QStash splits labels on it)")
         return Settings(
@@ -329,6 +346,11 @@ class _Reader:
             data_dir=Path(self.raw("DATA_DIR") or ".data"),
             instagram_access_token=self.secret("INSTAGRAM_ACCESS_TOKEN", required=False),
             graph_api_url=self.url("GRAPH_API_URL", DEFAULT_GRAPH_API_URL) or DEFAULT_GRAPH_API_URL,
+            graph_accounts=accounts,
+            reconcile_interval_seconds=interval,
+            reconcile_grace_seconds=self.non_negative_float(
+                "RECONCILE_GRACE_SECONDS", DEFAULT_RECONCILE_GRACE_SECONDS
+            ),
             metrics_token=self.secret("METRICS_TOKEN", required=False),
             metrics_public=self.typed("METRICS_PUBLIC", _boolean, False),
             console=self.console(),

@@ -180,6 +180,26 @@ def qstash_settings(
     return make
 
 
+@pytest.fixture(scope="session")
+def graph_server() -> Iterator[tuple[Any, str]]:
+    """The Graph API double as a real HTTP server, once per session; its base URL is
+    what `GRAPH_API_URL` takes (`<url>/v21.0`)."""
+    from tests.doubles.graph_api import GraphApiDouble
+    from tests.doubles.qstash import serve
+
+    double = GraphApiDouble()
+    with serve(double.app) as url:
+        yield double, f"{url}/v21.0"
+
+
+@pytest.fixture
+def graph_online(graph_server: tuple[Any, str]) -> Any:
+    """The served Graph double, emptied for this test."""
+    double, _ = graph_server
+    double.reset()
+    return double
+
+
 async def wait_settled(database: Any, *, within: float = 10.0) -> dict[str, int]:
     """Wait until the relay has settled every admitted event (none left pending);
     return the ledger's counts by state. Fails the test if the relay never gets there.

@@ -307,3 +307,16 @@ async def test_the_service_prunes_on_its_own_when_configured(
         while await backend.pool.fetchval("select count(*) from ingest_ledger"):
             assert time.monotonic() < deadline
             await __import__("asyncio").sleep(0.1)
+
+
+async def test_accounts_with_a_token_are_recorded_at_start_and_a_disconnection_stays(
+    make_settings: Callable[..., Settings], backend: PostgresBackend, ctl: Callable[..., Any]
+) -> None:
+    settings = make_settings(INSTAGRAM_ACCESS_TOKENS=f"{ACCOUNT}:token-a")
+    ctl("accounts", "add", ACCOUNT, "--user-id", "app-user-9")
+    await backend.call("ig_deauthorize", {"p_app_user_id": "app-user-9"})
+    async for _ in open_client(create_app(settings)):
+        pass
+    (row,) = await backend.call("ig_list_accounts", {})
+    assert (row["account_id"], row["app_user_id"]) == (ACCOUNT, "app-user-9")
+    assert row["deauthorized_at"] is not None  # a restart does not reconnect anyone

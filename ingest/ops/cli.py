@@ -94,6 +94,10 @@ def parser() -> argparse.ArgumentParser:
     mig = sub.add_parser("migrate", parents=[common], help="apply supabase/migrations")
     mig.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the database")
     mig.add_argument("--list", action="store_true", help="applied and pending; apply nothing")
+
+    from ingest.ops.reconcile import add_parser as add_reconcile
+
+    add_reconcile(sub, common)
     return root
 
 
@@ -113,9 +117,13 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         async with open_backend(settings) as backend:
             return await needs_settings[args.command](args, backend, settings)
     from ingest.ops.migrate import migrate
+    from ingest.ops.reconcile import reconcile
     from ingest.ops.sample import send_sample
 
-    handlers = {"dlq": commands.dlq, "send-sample": send_sample, "migrate": migrate}
+    handlers = {
+        "dlq": commands.dlq, "send-sample": send_sample, "migrate": migrate,
+        "reconcile": reconcile,
+    }  # fmt: skip
     return await handlers[args.command](args, settings)
 
 

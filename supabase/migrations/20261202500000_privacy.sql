@@ -365,8 +365,11 @@ as $$
     select jsonb_build_object('accounts', count(*)) from marked;
 $$;
 
--- `ingestctl accounts add`: map an account to the app-scoped user id Meta's callbacks name.
-create function public.ig_add_account(p_account text, p_app_user_id text default null)
+-- `ingestctl accounts add` (p_reconnect: the business is connected again) and the service's
+-- start (an account whose token is configured; a disconnection it recorded stays): map an
+-- account to the app-scoped user id Meta's callbacks name.
+create function public.ig_add_account(
+    p_account text, p_app_user_id text default null, p_reconnect boolean default true)
 returns jsonb
 language sql
 set search_path = ''
@@ -374,7 +377,8 @@ as $$
     insert into public.ig_accounts as a (account_id, app_user_id)
     values (p_account, p_app_user_id)
     on conflict (account_id) do update
-    set app_user_id = coalesce(excluded.app_user_id, a.app_user_id), deauthorized_at = null
+    set app_user_id = coalesce(excluded.app_user_id, a.app_user_id),
+        deauthorized_at = case when p_reconnect then null else a.deauthorized_at end
     returning jsonb_build_object('account_id', a.account_id, 'app_user_id', a.app_user_id);
 $$;
 

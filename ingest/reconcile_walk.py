@@ -1,0 +1,251 @@
+"""One account's walk: conversations newest first, each one's messages newest first.
+
+The Graph API has no time filter, only cursors (`paging.next`, followed as given; an
+empty page may still have one), so the walk stops where times fall below the window:
+a page of conversations all updated before it, a message created before it. Only a
+conversation's 20 newest messages come with details; older ones are listed bare and a
+fetch of one answers "deleted" (9000001, unconfirmed: see `contracts.graph`). They are
+counted as `skipped_20_cap` on the page where the cap shows, and the conversation's
+older pages are not walked: they would cost calls and recover nothing.
+
+Errors, per object: temporary ones (1, 2, `is_transient`, 5xx, network) are retried
+with a smaller page; an unknown field (code 100 naming a field: `reply_to` is
+unconfirmed) drops to a plainer field set; anything else skips that conversation or
+message and is counted by code. Account-wide errors (`GraphAccountError`: token,
+throttling) end the walk.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import structlog
+from pydantic import ValidationError
+
+from contracts import MessageEvent
+from contracts.graph import GraphApiError
+from ingest.acceptance import EventSink
+from ingest.graph_client import GraphClient
+from ingest.graph_messages import graph_seconds, has_details, message_event
+
+log = structlog.get_logger(__name__)
+
+_ATTACHMENTS = "attachments{id,name,mime_type,file_url,image_data,video_data}"
+# Richest first; an "unknown field" error moves one step down for the rest of the walk.
+FIELD_SETS = (
+    f"id,created_time,from,to,message,{_ATTACHMENTS},shares{{link,name}},story,reply_to,"
+    "is_unsupported",
+    f"id,created_time,from,to,message,{_ATTACHMENTS},shares{{link,name}},story,is_unsupported",
+    "id,created_time,from,to,message,attachments,shares{link},story,is_unsupported",
+)
+CONVERSATIONS_PER_PAGE = 25
+MESSAGES_PER_PAGE = 20  # details stop at the 20 newest: a bigger page gains nothing
+DETAILED = 20
+SMALLEST_PAGE = 2
+MAX_PAGES = 500  # per listing: a bound, whatever paging.next does
+JsonObject = dict[str, Any]
+
+
+@dataclass
+class Tally:
+    """What a walk saw and did; `errors` by Graph code (or `network`, `invalid_message`)."""
+
+    conversations: int = 0
+    messages_seen: int = 0
+    recovered: int = 0
+    already_stored: int = 0
+    skipped_20_cap: int = 0
+    failed: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: Tally) -> None:
+        for name in ("conversations", "messages_seen", "recovered", "already_stored",
+                     "skipped_20_cap", "failed"):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.update(other.errors)
+
+
+class Walker:
+    def __init__(
+        self,
+        client: GraphClient,
+        account_id: str,
+        since: float,
+        sink: EventSink,
+        *,
+        on_conversation: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._client = client
+        self._account = account_id
+        self._since = since
+        self._sink = sink
+        self._on_conversation = on_conversation
+        self._fields = FieldLadder()
+        self.tally = Tally()
+
+    async def run(self) -> Tally:
+        params = {"platform": "instagram", "fields": "id,updated_time"}
+        path = self._client.account.conversations_path
+        listing = self._pages(
+            lambda n: self._client.get(path, {**params, "limit": str(n)}), CONVERSATIONS_PER_PAGE
+        )
+        async for conversations in listing:
+            recent = [c for c in conversations if self._recent(c.get("updated_time"))]
+            for conversation in recent:
+                if self._on_conversation is not None:
+                    await self._on_conversation()
+                await self._conversation(str(conversation.get("id")))
+            if conversations and not recent:
+                break  # a whole page updated before the window: the rest is older still
+        return self.tally
+
+    # --- one conversation ---------------------------------------------------------------
+
+    async def _conversation(self, conversation_id: str) -> None:
+        for _ in FIELD_SETS:
+            tally = Tally(conversations=1)
+            try:
+                await self._messages(conversation_id, tally)
+                return
+            except GraphApiError as exc:
+                if exc.unknown_field and self._fields.plainer():
+                    tally = Tally()  # asked again with plainer fields: count it once
+                    continue
+                tally.errors[exc.label] += 1
+                log.warning("reconcile_conversation_skipped", error=exc.label, detail=exc.message)
+                return
+            finally:  # an account-wide error keeps what was counted so far
+                self.tally.add(tally)
+
+    async def _messages(self, conversation_id: str, tally: Tally) -> None:
+        def first(n: int) -> Awaitable[JsonObject]:
+            fields = f"messages.limit({n}){{{self._fields.current}}}"
+            return self._client.get(quote(conversation_id, safe=""), {"fields": fields})
+
+        position, capped = 0, False
+        async for items in self._pages(first, MESSAGES_PER_PAGE, nested="messages"):
+            events: list[MessageEvent] = []
+            older = False
+            for item in items:
+                if not self._recent(item.get("created_time")):
+                    older = True
+                    break
+                tally.messages_seen += 1
+                position += 1
+                if capped or (position > DETAILED and not has_details(item)):
+                    capped = True
+                    tally.skipped_20_cap += 1
+                elif has_details(item):
+                    self._build(item, events, tally)
+                else:
+                    self._build(await self._one(item, tally), events, tally)
+            await self._record(events, tally)
+            if older or capped:
+                return
+
+    async def _one(self, item: JsonObject, tally: Tally) -> JsonObject | None:
+        """A message listed among the 20 newest without details, fetched alone; None
+        when Meta will not give it ("deleted": counted with the cap) or fails."""
+        return await fetch_message(self._client, str(item.get("id")), tally, self._fields)
+
+    def _build(self, item: JsonObject | None, events: list[MessageEvent], tally: Tally) -> None:
+        if item is None:
+            return
+        try:
+            events.append(message_event(item, self._account))
+        except (ValidationError, ValueError):
+            tally.errors["invalid_message"] += 1
+
+    async def _record(self, events: list[MessageEvent], tally: Tally) -> None:
+        if events:
+            acceptance = await self._sink.accept(events)
+            tally.recovered += acceptance.new
+            tally.already_stored += acceptance.duplicate
+            tally.failed += acceptance.failed
+
+    # --- paging -------------------------------------------------------------------------
+
+    async def _pages(
+        self,
+        first: Callable[[int], Awaitable[JsonObject]],
+        limit: int,
+        *,
+        nested: str | None = None,
+    ) -> AsyncIterator[list[JsonObject]]:
+        """Each page's items: the first page, then `paging.next` until there is none.
+        A temporary error asks the same page again, smaller."""
+        next_url: str | None = None
+        size, seen = limit, set()
+        for _ in range(MAX_PAGES):
+            while True:
+                try:
+                    if next_url is None:
+                        body = await first(size)
+                    else:
+                        body = await self._client.follow(
+                            next_url, limit=None if size == limit else size
+                        )
+                    break
+                except GraphApiError as exc:
+                    if not exc.temporary or size <= SMALLEST_PAGE:
+                        raise
+                    self.tally.errors[exc.label] += 1
+                    size = max(SMALLEST_PAGE, size // 2)
+            page = body.get(nested, body) if nested else body
+            page = page if isinstance(page, dict) else {}
+            data = page.get("data")
+            yield [i for i in data if isinstance(i, dict)] if isinstance(data, list) else []
+            paging = page.get("paging")
+            next_url = paging.get("next") if isinstance(paging, dict) else None
+            if not isinstance(next_url, str) or next_url in seen:
+                return
+            seen.add(next_url)
+
+    def _recent(self, value: object) -> bool:
+        """At or after the window's start; a time Meta did not give counts as recent."""
+        seconds = graph_seconds(value)
+        return seconds is None or seconds >= self._since
+
+
+class FieldLadder:
+    """The field set asked for: the richest, until Meta says a field is unknown."""
+
+    def __init__(self) -> None:
+        self._step = 0
+
+    @property
+    def current(self) -> str:
+        return FIELD_SETS[self._step]
+
+    def plainer(self) -> bool:
+        """One step plainer; False when there is none left."""
+        if self._step + 1 >= len(FIELD_SETS):
+            return False
+        self._step += 1
+        log.info("reconcile_fields_reduced", fields=self.current)
+        return True
+
+
+async def fetch_message(
+    client: GraphClient, mid: str, tally: Tally, fields: FieldLadder
+) -> JsonObject | None:
+    """`GET /{message-id}`: the message, or None when Meta will not give it: beyond the
+    20-message cap or deleted (`skipped_20_cap`), or an error (counted by code) after
+    up to three tries of a temporary one."""
+    for attempt in range(4):
+        try:
+            return await client.get(quote(mid, safe=""), {"fields": fields.current})
+        except GraphApiError as exc:
+            if exc.message_unavailable:
+                tally.skipped_20_cap += 1
+                return None
+            if exc.unknown_field and fields.plainer():
+                continue
+            if not exc.temporary or attempt == 2:
+                tally.errors[exc.label] += 1
+                return None
+    return None
