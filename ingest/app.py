@@ -35,7 +35,8 @@ from ingest.metrics import routes as metrics_routes
 from ingest.publisher import PublishConfig, QStashPublisher
 from ingest.reconcile_metrics import ReconcileMetrics
 from ingest.reconcile_service import ReconcileService
-from ingest.relay import PassResult, Relay, RelayConfig
+from ingest.relay import Relay, RelayConfig
+from ingest.relay_pass import PassResult
 from ingest.settings import Settings
 from storage import Backend, StorageError
 from storage.postgres import PostgresBackend

@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 from contracts import Event, EventKind
 from contracts.http import answer
 from ingest.acceptance import Acceptance
-from ingest.relay import PassResult
+from ingest.relay_pass import PassResult
 from ingest.settings import Secret
 from storage import StorageError
 

@@ -24,9 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -34,6 +33,7 @@ from pydantic import ValidationError
 
 from contracts import EVENT_ADAPTER, Event, describe_error
 from ingest.publisher import Accepted, Outcome, Refused
+from ingest.relay_pass import Batch, Direct, PassResult, Settlement
 from ingest.settings import SafetyLimits
 from storage import Backend, DataRejected, StorageError
 
@@ -61,52 +61,6 @@ class RelayConfig:
     linger_seconds: float = 0.02
     direct_concurrency: int = 4
     max_backoff_seconds: float = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class Direct:
-    """A claimed row to store in-process, and why it is not published."""
-
-    dedup_id: str
-    reason: str | None
-    event: dict[str, Any] | None
-    attempts: int
-    age_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """Claimed rows to publish: a ready `/v2/batch` body and its dedup IDs, in order."""
-
-    ids: list[str]
-    ages: list[float]
-    body: str
-
-
-@dataclass
-class PassResult:
-    """What one relay pass did: counts by final state, gate refusals, lags."""
-
-    claimed: int = 0
-    settled: Counter[str] = field(default_factory=Counter)
-    refusals: Counter[str] = field(default_factory=Counter)
-    lags: list[float] = field(default_factory=list)
-    publish_seconds: list[float] = field(default_factory=list)
-
-    def add(self, other: PassResult) -> None:
-        self.claimed += other.claimed
-        self.settled.update(other.settled)
-        self.refusals.update(other.refusals)
-
-
-@dataclass(frozen=True, slots=True)
-class _Settlement:
-    dedup_id: str
-    state: str
-    message_id: str | None = None
-    deduplicated: bool | None = None
-    reason: str | None = None
-    delay_seconds: float | None = None
 
 
 class Relay:
@@ -223,12 +177,12 @@ class Relay:
         sent = time.monotonic()
         outcomes = await self._publisher.publish(batch.body, len(batch.ids))
         result.publish_seconds.append(time.monotonic() - sent)
-        settled: list[_Settlement] = []
+        settled: list[Settlement] = []
         leftovers: dict[str, str] = {}
         for dedup_id, outcome in zip(batch.ids, outcomes, strict=True):
             if isinstance(outcome, Accepted):
                 settled.append(
-                    _Settlement(
+                    Settlement(
                         dedup_id,
                         "published",
                         message_id=outcome.message_id,
@@ -263,7 +217,7 @@ class Relay:
             return
         gate = asyncio.Semaphore(self._config.direct_concurrency)
 
-        async def one(row: Direct) -> _Settlement:
+        async def one(row: Direct) -> Settlement:
             async with gate:
                 return await self._process(row)
 
@@ -271,26 +225,26 @@ class Relay:
         ages = {row.dedup_id: row.age_seconds for row in rows}
         await self._settle(token, list(settled), result, started, ages)
 
-    async def _process(self, row: Direct) -> _Settlement:
+    async def _process(self, row: Direct) -> Settlement:
         try:
             event = EVENT_ADAPTER.validate_python(row.event)
             await self._direct(event)
         except ValidationError as exc:
-            return _Settlement(row.dedup_id, "failed", reason=describe_error(exc))
+            return Settlement(row.dedup_id, "failed", reason=describe_error(exc))
         except DataRejected as exc:
-            return _Settlement(row.dedup_id, "failed", reason=f"database refused: {exc}"[:300])
+            return Settlement(row.dedup_id, "failed", reason=f"database refused: {exc}"[:300])
         except Exception as exc:  # unavailable, or a bug: try again later, never lose it
             if not isinstance(exc, StorageError):
                 log.exception("direct_processing_crashed", dedup_id=row.dedup_id)
             delay = min(self._config.max_backoff_seconds, 2.0 ** min(row.attempts, 16))
             reason = f"retrying: {type(exc).__name__}"
-            return _Settlement(row.dedup_id, "pending", reason=reason, delay_seconds=delay)
-        return _Settlement(row.dedup_id, "direct", reason=row.reason)
+            return Settlement(row.dedup_id, "pending", reason=reason, delay_seconds=delay)
+        return Settlement(row.dedup_id, "direct", reason=row.reason)
 
     async def _settle(
         self,
         token: str,
-        settled: list[_Settlement],
+        settled: list[Settlement],
         result: PassResult,
         started: float,
         ages: dict[str, float],

@@ -1,50 +1,24 @@
 """Settings: read once from the environment (and `.env`), validated, then passed down.
 
-Every variable is parsed here and nowhere else. A missing or malformed value
-raises `SettingsError` naming the variable, so start-up stops with a message a
-person can act on. Secrets are wrapped in `Secret` so that no repr, log line or
-traceback ever shows them.
+The shapes live here; `ingest.settings_env` reads them, and is the one place where
+a variable is parsed. A missing or malformed value raises `SettingsError` naming
+the variable, so start-up stops with a message a person can act on. Secrets are
+wrapped in `Secret` so that no repr, log line or traceback ever shows them.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
-from urllib.parse import urlsplit
 
-from starlette.config import Config
-
-from ingest.graph_accounts import GraphAccount, read_accounts
+from ingest.graph_accounts import GraphAccount
 from ingest.secret import Secret as Secret  # re-exported: one class, two homes
 
-T = TypeVar("T")
-
-DEFAULT_QSTASH_URL = "https://qstash.upstash.io"
-DEFAULT_LABEL = "instagram-messaging-event"
-DEFAULT_GRAPH_API_URL = "https://graph.instagram.com/v21.0"
-DEFAULT_RECONCILE_GRACE_SECONDS = 30.0
-DEV_META_SECRET = "dev-meta-app-secret"  # noqa: S105 - a documented development default
-DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105
-DEV_INTERNAL_TOKEN = "dev-internal-token"  # noqa: S105
-# The QStash development server's fixed, published credentials (QSTASH.md).
-QSTASH_DEV_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="  # noqa: S105
-QSTASH_DEV_KEYS = ("sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r", "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs")
-DEV_CONSOLE_SESSION_SECRET = "dev-console-session-secret"  # noqa: S105
-CONSOLE_TOKEN_MIN_LENGTH, CONSOLE_SECRET_MIN_LENGTH = 16, 32  # in production
-
-# Values people paste from examples, and every published development secret: refused
-# outside development wherever they appear (a list of secrets included).
-_PLACEHOLDERS = frozenset(
-    {"", "changeme", "change-me", "secret", "password", "token", "xxx", "todo", "replace-me"}
-)
-_PUBLISHED = frozenset(
-    {DEV_META_SECRET, DEV_VERIFY_TOKEN, DEV_INTERNAL_TOKEN, QSTASH_DEV_TOKEN, *QSTASH_DEV_KEYS}
-)
+DEV_CONSOLE_SESSION_SECRET = "dev-console-session-secret"  # noqa: S105 - development default
 
 
 class SettingsError(ValueError):
@@ -159,31 +133,9 @@ class Settings:
 
         Real environment variables win over the file, as with every dotenv tool.
         """
-        env_path = Path(env_file) if env_file is not None else None
-        if env_path is not None and not env_path.is_file():
-            env_path = None
-        config = Config(env_file=env_path, environ=dict(os.environ if environ is None else environ))
-        return _Reader(config).settings()
+        from ingest.settings_env import read_settings
 
-
-def _published(value: str) -> bool:
-    return value.lower() in _PLACEHOLDERS or value in _PUBLISHED
-
-
-def _non_negative(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError(f"must be 0 or more, got {number}")
-    return number
-
-
-def _boolean(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true or false, got {value!r}")
+        return read_settings(os.environ if environ is None else environ, env_file)
 
 
 def load_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
@@ -193,218 +145,3 @@ def load_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-class _Reader:
-    """Reads and validates variables; each method names the variable it checks."""
-
-    def __init__(self, config: Config) -> None:
-        self._config = config
-
-    def raw(self, name: str) -> str | None:
-        value = self._config(name, default=None)
-        if value is None or str(value).strip() == "":
-            return None
-        return str(value).strip()
-
-    def typed(self, name: str, parse: Callable[[str], T], default: T) -> T:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            return parse(value)
-        except ValueError as exc:
-            raise SettingsError(f"{name} is malformed: {exc}") from None
-
-    def positive_int(self, name: str, default: int) -> int:
-        value = self.typed(name, int, default)
-        if value <= 0:
-            raise SettingsError(f"{name} must be a positive integer, got {value}")
-        return value
-
-    def positive_float(self, name: str, default: float) -> float:
-        value = self.typed(name, float, default)
-        if not value > 0:
-            raise SettingsError(f"{name} must be a positive number, got {value}")
-        return value
-
-    def non_negative_float(self, name: str, default: float) -> float:
-        value = self.typed(name, float, default)
-        if not value >= 0:
-            raise SettingsError(f"{name} must be 0 or a positive number, got {value}")
-        return value
-
-    def url(self, name: str, default: str | None = None) -> str | None:
-        value = self.raw(name)
-        if value is None:
-            return default
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise SettingsError(f"{name} must be an http(s) URL, got {value!r}")
-        return value.rstrip("/")
-
-    def secret(self, name: str, *, required: bool, dev_default: str | None = None) -> Secret | None:
-        value = self.raw(name)
-        if value is None and self.development and dev_default is not None:
-            return Secret(dev_default)
-        if value is None:
-            if required:
-                raise SettingsError(f"{name} is required (see .env.example)")
-            return None
-        if not self.development and _published(value):
-            raise SettingsError(f"{name} holds a placeholder or a published development value")
-        return Secret(value)
-
-    @property
-    def development(self) -> bool:
-        return self.app_env() is AppEnv.DEVELOPMENT
-
-    def app_env(self) -> AppEnv:
-        return self.typed("APP_ENV", AppEnv, AppEnv.PRODUCTION)
-
-    def meta_secrets(self) -> tuple[Secret, ...]:
-        joined = self.secret("META_APP_SECRETS", required=True, dev_default=DEV_META_SECRET)
-        assert joined is not None
-        secrets = tuple(Secret(s.strip()) for s in joined.reveal().split(",") if s.strip())
-        if not secrets:
-            raise SettingsError("META_APP_SECRETS holds no secret")
-        if not self.development and any(_published(s.reveal()) for s in secrets):
-            raise SettingsError(
-                "META_APP_SECRETS holds a placeholder or a published development secret"
-            )
-        return secrets
-
-    def graph_accounts(self) -> tuple[GraphAccount, ...]:
-        """Reconcile's accounts: INSTAGRAM_ACCESS_TOKENS when set, else the one token."""
-        try:
-            return read_accounts(
-                self.secret("INSTAGRAM_ACCESS_TOKENS", required=False),
-                self.secret("INSTAGRAM_ACCESS_TOKEN", required=False),
-                self.raw("INSTAGRAM_ACCOUNT_ID"),
-                refuse=None if self.development else _published,
-            )
-        except ValueError as exc:
-            raise SettingsError(str(exc)) from None
-
-    def settings(self) -> Settings:
-        app_env = self.app_env()
-        database_url = self.secret("DATABASE_URL", required=False)
-        supabase_url = self.url("SUPABASE_URL")
-        supabase_key = self.secret("SUPABASE_SERVICE_ROLE_KEY", required=supabase_url is not None)
-        if not self.development and database_url is None and supabase_url is None:
-            raise SettingsError(
-                "DATABASE_URL or SUPABASE_URL is required outside development "
-                "(the embedded database is for local use only)"
-            )
-        qstash_token = self.secret("QSTASH_TOKEN", required=False)
-        signing_required = qstash_token is not None or not self.development
-        permanent_status = self.typed("CONSUMER_PERMANENT_STATUS", int, 489)
-        if permanent_status not in (400, 489):
-            raise SettingsError(
-                f"CONSUMER_PERMANENT_STATUS must be 489 or 400, got {permanent_status}"
-            )
-        label = self.raw("QSTASH_LABEL") or DEFAULT_LABEL
-        accounts = self.graph_accounts()
-        interval = self.typed("RECONCILE_INTERVAL_SECONDS", int, 0)
-        if interval < 0:
-            raise SettingsError(
-                f"RECONCILE_INTERVAL_SECONDS must be 0 (off) or more, got {interval}"
-            )
-        if interval and not accounts:
-            raise SettingsError(
-                "RECONCILE_INTERVAL_SECONDS needs INSTAGRAM_ACCESS_TOKEN or INSTAGRAM_ACCESS_TOKENS"
-            )
-        if "," in label:
-            raise SettingsError("QSTASH_LABEL cannot contain a comma (QStash splits labels on it)")
-        return Settings(
-            app_env=app_env,
-            host=self.raw("HOST") or "127.0.0.1",
-            port=self.positive_int("PORT", 8000),
-            log_level=(self.raw("LOG_LEVEL") or "info").lower(),
-            public_base_url=self.url("PUBLIC_BASE_URL") or self.url("PRODUCTION_DOMAIN"),
-            meta_app_secrets=self.meta_secrets(),
-            meta_verify_token=self._required_secret("META_VERIFY_TOKEN", DEV_VERIFY_TOKEN),
-            internal_api_token=self.secret(
-                "INTERNAL_API_TOKEN", required=False, dev_default=DEV_INTERNAL_TOKEN
-            ),
-            max_body_bytes=self.positive_int("MAX_BODY_BYTES", 1024 * 1024),
-            qstash_token=qstash_token,
-            qstash_url=self.url("QSTASH_URL", DEFAULT_QSTASH_URL) or DEFAULT_QSTASH_URL,
-            qstash_current_signing_key=self.secret(
-                "QSTASH_CURRENT_SIGNING_KEY", required=signing_required
-            ),
-            qstash_next_signing_key=self.secret(
-                "QSTASH_NEXT_SIGNING_KEY", required=signing_required
-            ),
-            qstash_label=label,
-            qstash_leeway_seconds=self.typed("QSTASH_LEEWAY_SECONDS", int, 30),
-            publish_budget_seconds=self.positive_float("PUBLISH_BUDGET_SECONDS", 4.0),
-            consumer_permanent_status=permanent_status,
-            database_url=database_url,
-            supabase_url=supabase_url,
-            supabase_service_role_key=supabase_key,
-            data_dir=Path(self.raw("DATA_DIR") or ".data"),
-            instagram_access_token=self.secret("INSTAGRAM_ACCESS_TOKEN", required=False),
-            graph_api_url=self.url("GRAPH_API_URL", DEFAULT_GRAPH_API_URL) or DEFAULT_GRAPH_API_URL,
-            graph_accounts=accounts,
-            reconcile_interval_seconds=interval,
-            reconcile_grace_seconds=self.non_negative_float(
-                "RECONCILE_GRACE_SECONDS", DEFAULT_RECONCILE_GRACE_SECONDS
-            ),
-            metrics_token=self.secret("METRICS_TOKEN", required=False),
-            metrics_public=self.typed("METRICS_PUBLIC", _boolean, False),
-            console=self.console(),
-            safety=self.safety(),
-            relay_sweep_seconds=self.positive_float("RELAY_SWEEP_SECONDS", 1.0),
-            retention=self.retention(),
-        )
-
-    def safety(self) -> SafetyLimits:
-        defaults = SafetyLimits()
-        return SafetyLimits(
-            daily_messages=self.positive_int("QSTASH_DAILY_MESSAGES", defaults.daily_messages),
-            breaker_max_events=self.positive_int("BREAKER_MAX_EVENTS", defaults.breaker_max_events),
-            breaker_window_seconds=self.positive_int(
-                "BREAKER_WINDOW_SECONDS", defaults.breaker_window_seconds
-            ),
-            sender_hourly_limit=self.positive_int(
-                "SENDER_HOURLY_LIMIT", defaults.sender_hourly_limit
-            ),
-            sender_daily_limit=self.positive_int("SENDER_DAILY_LIMIT", defaults.sender_daily_limit),
-            lease_seconds=self.positive_int("LEDGER_LEASE_SECONDS", defaults.lease_seconds),
-        )
-
-    def retention(self) -> Retention:
-        defaults = Retention()
-        return Retention(
-            ledger_days=self.positive_int("LEDGER_RETENTION_DAYS", defaults.ledger_days),
-            dead_letter_days=self.positive_int(
-                "DEAD_LETTER_RETENTION_DAYS", defaults.dead_letter_days
-            ),
-            interval_seconds=self.typed("PRUNE_INTERVAL_SECONDS", _non_negative, 0),
-        )
-
-    def console(self) -> ConsoleAccess | None:
-        """`CONSOLE_TOKEN` turns `/console` on; its cookies are then signed with
-        `CONSOLE_SESSION_SECRET` (a documented default in development only). In production
-        the token guards the kill switch and the secret every session: neither may be short."""
-        token = self.secret("CONSOLE_TOKEN", required=False)
-        if token is None:
-            return None
-        secret = self._required_secret("CONSOLE_SESSION_SECRET", DEV_CONSOLE_SESSION_SECRET)
-        for name, value, length in (
-            ("CONSOLE_TOKEN", token, CONSOLE_TOKEN_MIN_LENGTH),
-            ("CONSOLE_SESSION_SECRET", secret, CONSOLE_SECRET_MIN_LENGTH),
-        ):
-            if self.development:
-                continue
-            if value.reveal() == DEV_CONSOLE_SESSION_SECRET:  # whatever `secret` refuses
-                raise SettingsError(f"{name} holds a placeholder value; set a real secret")
-            if len(value.reveal()) < length:
-                raise SettingsError(f"{name} needs at least {length} characters in production")
-        return ConsoleAccess(token, secret)
-
-    def _required_secret(self, name: str, dev_default: str) -> Secret:
-        value = self.secret(name, required=True, dev_default=dev_default)
-        assert value is not None
-        return value

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from ingest.ops.output import OK, emit
-from ingest.relay import PassResult, Relay
+from ingest.relay import Relay
+from ingest.relay_pass import PassResult
 from ingest.settings import Secret, Settings
 from storage import Backend
 
