@@ -165,6 +165,23 @@ async def test_a_meta_redelivery_and_a_qstash_retry_of_an_erased_message_store_n
     )
 
 
+async def test_an_erased_customers_event_stays_erased_when_admission_goes_item_by_item(
+    client: httpx.AsyncClient, backend: PostgresBackend, ctl: Callable[..., Any]
+) -> None:
+    """An event the ledger refuses sends the whole call down the per-item path."""
+    await a_customer_with_history(client, backend)
+    assert ctl("forget", CUSTOMER).returncode == 0
+    await backend.pool.execute(
+        "alter table ingest_ledger add constraint no_poison check (sender_id <> '666')"
+    )
+    late = parse_delivery(json.loads(message("m_c8", CUSTOMER, f"{PHRASE} #8")))
+    poison = parse_delivery(json.loads(message("m_poison", "666", "refused")))
+    events = [e.model_dump(mode="json") for e in [*poison, *late]]
+    answer = await backend.call("ingest_admit", {"p_events": events})
+    assert (answer["failed"], answer["erased"]) == ([poison[0].dedup_id], [late[0].dedup_id])
+    assert await found_anywhere(backend, PHRASE) == []
+
+
 async def test_a_message_the_customer_sends_after_the_erasure_is_stored(
     client: httpx.AsyncClient, backend: PostgresBackend, ctl: Callable[..., Any]
 ) -> None:
