@@ -112,17 +112,25 @@ def _entry(entry: object, platform: str, storable: bool) -> list[Event]:
     account = build.text(entry.get("id")) if isinstance(entry, dict) else None
     time = entry.get("time") if isinstance(entry, dict) else None
     base = _Entry(account or "", _millis(time), platform, storable)
-    changes = replace(base, source="changes", time_ms=_millis(time, seconds=True))
-    contexts = {"messaging": base, "standby": replace(base, standby=True), "changes": changes}
+    contexts = {"messaging": base}  # the others are derived on first use: most never are
     events: list[Event] = []
     for where, item in items_of(entry):
+        context = contexts.get(where) or contexts.setdefault(where, _derived(base, where, time))
         if where != "entry":
-            events.append(_item(item, contexts[where]))
+            events.append(_item(item, context))
         elif isinstance(item, dict) and "changed_fields" in item:
-            events.append(_unsupported(item, changes, "changed_fields without their values"))
+            events.append(_unsupported(item, context, "changed_fields without their values"))
         else:
-            events.append(_unsupported(item, changes, "an entry with nothing we recognise"))
+            events.append(_unsupported(item, context, "an entry with nothing we recognise"))
     return events
+
+
+def _derived(base: _Entry, where: str, time: object) -> _Entry:
+    """The context of a `standby` item, or of a `changes` item or the entry itself
+    (whose `time` Meta sends in seconds)."""
+    if where == "standby":
+        return replace(base, standby=True)
+    return replace(base, source="changes", time_ms=_millis(time, seconds=True))
 
 
 def _item(item: object, entry: _Entry) -> Event:

@@ -13,9 +13,10 @@ may carry any of these, and must still be answered and kept. So:
   item that must be stored as text (`UnsupportedEvent.raw_text`).
 
 `Loaded.clean` says whether anything needed care: no marker, no nesting beyond the
-contract's depth, and no escape that could decode into a lone surrogate or U+0000
-(only `\\u` escapes can: strict UTF-8 and strict JSON rule out the rest). A clean
-body is the common case, and costs one regular-expression search over the body.
+contract's depth, no U+0000 and no lone surrogate (only `\\u` escapes can carry them:
+strict UTF-8 and strict JSON rule out the rest). A clean body is the common case, and
+costs one regular-expression search over the body; one with surrogate escapes (every
+emoji, as Meta escapes them) two more, to tell pairs from lone halves.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from contracts.values import MAX_DEPTH
 
 MAX_NESTING = 256  # the envelope's own levels plus far more than any item needs
 _MAX_INT_DIGITS = 18  # always fits a bigint
-_SUSPICIOUS = re.compile(rb"\\u0000|\\u[dD][89a-fA-F][0-9a-fA-F]{2}|NaN|Infinity|[0-9]{19}")
+_SUSPICIOUS = re.compile(rb"\\u0000|NaN|Infinity|[0-9]{19}")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_PAIR = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 
 
@@ -73,8 +76,21 @@ def loads(body: bytes) -> Loaded:
         raise ValueError("JSON nested too deeply") from None
     if deep:
         value = _restore(value, deep)
-    clean = not suspicious and not deep and (brackets <= MAX_DEPTH or _depth(value) <= MAX_DEPTH)
+    clean = (
+        not suspicious
+        and not deep
+        and (brackets <= MAX_DEPTH or _depth(value) <= MAX_DEPTH)
+        and (_SURROGATE_ESCAPE.search(body) is None or _pairs_only(body))
+    )
     return Loaded(value, clean)
+
+
+def _pairs_only(body: bytes) -> bool:
+    """No lone surrogate escape in `body`: escaped backslashes set aside first (`\\\\ud83d`
+    is a backslash and text, not an escape), then every high-low pair, and nothing
+    surrogate may be left."""
+    rest = _SURROGATE_PAIR.sub(b"", body.replace(b"\\\\", b"__"))
+    return _SURROGATE_ESCAPE.search(rest) is None
 
 
 def _int(digits: str) -> int | BigNumber:
