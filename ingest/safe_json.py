@@ -15,8 +15,9 @@ may carry any of these, and must still be answered and kept. So:
 `Loaded.clean` says whether anything needed care: no marker, no nesting beyond the
 contract's depth, no U+0000 and no lone surrogate (only `\\u` escapes can carry them:
 strict UTF-8 and strict JSON rule out the rest). A clean body is the common case, and
-costs one regular-expression search over the body; one with surrogate escapes (every
-emoji, as Meta escapes them) two more, to tell pairs from lone halves.
+costs a substring and a regular-expression search over the body (the parser's own hooks
+see numbers and constants); one with surrogate escapes (every emoji, as Meta escapes
+them) two passes more, to tell pairs from lone halves.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from contracts.values import MAX_DEPTH
 
 MAX_NESTING = 256  # the envelope's own levels plus far more than any item needs
 _MAX_INT_DIGITS = 18  # always fits a bigint
-_SUSPICIOUS = re.compile(rb"\\u0000|NaN|Infinity|[0-9]{19}")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATE_PAIR = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
@@ -61,24 +61,34 @@ class Loaded:
 def loads(body: bytes) -> Loaded:
     """Parse `body`; raises `ValueError` (incl. `json.JSONDecodeError`, `UnicodeDecodeError`)
     when it is not JSON at all."""
-    suspicious = _SUSPICIOUS.search(body) is not None
+    marked: list[Marked] = []  # what the hooks below had to keep as text
+
+    def number(digits: str) -> int | BigNumber:
+        if len(digits.lstrip("-")) <= _MAX_INT_DIGITS:
+            return int(digits)
+        big = BigNumber(digits)
+        marked.append(big)
+        return big
+
+    def constant(token: str) -> NonFinite:
+        kept = NonFinite(token)
+        marked.append(kept)
+        return kept
+
     brackets = body.count(b"[") + body.count(b"{")
     deep: dict[str, str] = {}
     if brackets > MAX_NESTING:
         body, deep = _cut_deep(body)
     try:
-        value = json.loads(
-            body,
-            parse_int=_int if suspicious else int,
-            parse_constant=NonFinite,
-        )
+        value = json.loads(body, parse_int=number, parse_constant=constant)
     except RecursionError:  # what the scan did not foresee (malformed input)
         raise ValueError("JSON nested too deeply") from None
     if deep:
         value = _restore(value, deep)
     clean = (
-        not suspicious
+        not marked
         and not deep
+        and b"\\u0000" not in body
         and (brackets <= MAX_DEPTH or _depth(value) <= MAX_DEPTH)
         and (_SURROGATE_ESCAPE.search(body) is None or _pairs_only(body))
     )
@@ -91,10 +101,6 @@ def _pairs_only(body: bytes) -> bool:
     surrogate may be left."""
     rest = _SURROGATE_PAIR.sub(b"", body.replace(b"\\\\", b"__"))
     return _SURROGATE_ESCAPE.search(rest) is None
-
-
-def _int(digits: str) -> int | BigNumber:
-    return int(digits) if len(digits.lstrip("-")) <= _MAX_INT_DIGITS else BigNumber(digits)
 
 
 def _cut_deep(body: bytes) -> tuple[bytes, dict[str, str]]:
