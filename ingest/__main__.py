@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import signal
 import sys
 from contextlib import ExitStack
@@ -32,7 +31,7 @@ def prepare(settings: Settings, stack: ExitStack) -> Settings:
         from storage.embedded import EmbeddedPostgres
 
         server = EmbeddedPostgres(settings.data_dir / "pg")
-        stack.callback(functools.partial(server.stop, mode="fast"))
+        stack.callback(server.cleanup)  # stops it unless another process still holds it
         settings = dataclasses.replace(settings, database_url=Secret(server.url()))
         log.info("embedded_database", data_dir=str(server.data_dir))
     if settings.database_url is not None:

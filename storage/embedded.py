@@ -7,6 +7,7 @@ take the database away and bring it back.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import warnings
 from pathlib import Path
@@ -56,4 +57,19 @@ class EmbeddedPostgres:
             raise RuntimeError(f"psql failed: {command}") from exc
 
     def cleanup(self) -> None:
+        """Stop the server (deleting its data with `delete_on_exit`) when this process holds
+        the last handle to it: an `ingestctl` sharing it keeps it up. Later calls, and the
+        library's own exit hook, then do nothing."""
+        handles = self._server.global_process_id_list  # pids of the processes sharing it
+        handles.put([pid for pid in handles.get() if _alive(pid)])  # `kill -9` leaves its pid
         self._server.cleanup()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
