@@ -3,10 +3,10 @@
 A message is stored first; enrichment runs afterwards as a background task, so it
 adds nothing to Meta's or QStash's wait and can never fail the message. Each
 profile is fetched at most once per interval (a claim in the database, so every
-instance agrees). Errors follow INSTAGRAM.md §7: transient ones release the claim
-(a later event retries); rate limits pause all calls for a while; code 190 or 102 (token
-invalid or expired) stops calls until the token is replaced (a restart); other
-permanent errors are recorded and wait the full interval.
+instance agrees). Errors follow the Graph API's codes (`contracts/graph.py`):
+transient ones release the claim (a later event retries); rate limits pause all calls
+for a while; code 190 or 102 (token invalid or expired) stops calls until the token is
+replaced (a restart); other permanent errors are recorded and wait the full interval.
 """
 
 from __future__ import annotations

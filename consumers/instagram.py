@@ -124,7 +124,7 @@ def routes(
 
 
 def dead_letter(callback: dict[str, Any]) -> dict[str, Any]:
-    """The row we keep for a failure callback (QSTASH.md: body fields are base64)."""
+    """The row we keep for a failure callback (QStash sends its body fields base64-encoded)."""
     return {
         "dlq_id": callback.get("dlqId"),
         "source_message_id": callback.get("sourceMessageId"),

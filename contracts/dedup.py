@@ -86,7 +86,8 @@ def _bounded(prefix: str, rest: str) -> str:
 
 
 def dedup_id(event: _EventBase) -> str:
-    """The QStash deduplication ID and ledger key of one event (ARCHITECTURE.md table)."""
+    """The QStash deduplication ID and ledger key of one event (one row per kind is
+    pinned in `tests/test_dedup_ids.py`)."""
     f = vars(event)  # field values by name; every kind has the common fields
     kind, account, sender, timestamp = (
         str(f["kind"]),

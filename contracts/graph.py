@@ -2,7 +2,8 @@
 
 Meta puts the error in the body, ``{"error": {"message", "type", "code", "error_subcode",
 "is_transient", "fbtrace_id"}}``, often with HTTP 400 whatever the cause, so the code
-decides and the status only helps (INSTAGRAM.md §7, /work/research/graph.md §5-7).
+decides and the status only helps
+(https://developers.facebook.com/docs/graph-api/guides/error-handling).
 Profile enrichment (consumers) and reconcile (ingest) both read Graph answers; this
 module says what an answer means, and each caller decides what to do about it.
 

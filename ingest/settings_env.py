@@ -36,10 +36,11 @@ DEFAULT_RECONCILE_GRACE_SECONDS = 30.0
 DEV_META_SECRET = "dev-meta-app-secret"  # noqa: S105 - a documented development default
 DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105
 DEV_INTERNAL_TOKEN = "dev-internal-token"  # noqa: S105
-# The QStash development server's fixed, published credentials (QSTASH.md).
+# The QStash development server's fixed, published credentials
+# (https://upstash.com/docs/qstash/howto/local-development).
 QSTASH_DEV_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="  # noqa: S105
 QSTASH_DEV_KEYS = ("sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r", "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs")
-CONSOLE_TOKEN_MIN_LENGTH, CONSOLE_SECRET_MIN_LENGTH = 16, 32  # in production
+CONSOLE_TOKEN_MIN_LENGTH, CONSOLE_SECRET_MIN_LENGTH = 16, 32  # outside development
 
 # Values people paste from examples, and every published development secret: refused
 # outside development wherever they appear (a list of secrets included).
@@ -286,7 +287,9 @@ class _Reader:
             if value.reveal() == DEV_CONSOLE_SESSION_SECRET:  # whatever `secret` refuses
                 raise SettingsError(f"{name} holds a placeholder value; set a real secret")
             if len(value.reveal()) < length:
-                raise SettingsError(f"{name} needs at least {length} characters in production")
+                raise SettingsError(
+                    f"{name} needs at least {length} characters outside development"
+                )
         return ConsoleAccess(token, secret)
 
     def _required_secret(self, name: str, dev_default: str) -> Secret:

@@ -84,7 +84,7 @@ async def monitor(args: argparse.Namespace, backend: Backend) -> int:
         if rate > FAILURE_RATE_WARNING:
             lines.append(f"WARNING: failure rate above {FAILURE_RATE_WARNING:.0%}")
         lines.append(
-            '(duplicates cost no ledger write; see ingest_admissions{outcome="duplicate"})'
+            '(duplicates cost no ledger write; see ingest_admissions_total{outcome="duplicate"})'
         )
         return "\n".join(lines)
 

@@ -1,7 +1,8 @@
 """QStash's dead-letter queue, filtered by our label: `ingestctl dlq …` and the console.
 
 Plain REST over the app's HTTP client (qstash-py has no retry call): `GET
-/v2/dlq?label=…` lists, `POST /v2/dlq/retry/{dlqId}` redrives (QSTASH.md).
+/v2/dlq?label=…` lists, `POST /v2/dlq/retry/{dlqId}` redrives
+(https://upstash.com/docs/qstash/api/dlq/listMessages).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A Graph API double: profiles, and the Conversations API as Meta documents it.
 
-Answers like graph.instagram.com (/work/research/graph.md; INSTAGRAM.md §7):
+Answers like graph.instagram.com (Meta's Conversations API and error-handling pages):
 - `GET /v21.0/{igsid}?fields=…` a profile (enrichment);
 - `GET /v21.0/me?fields=user_id,username`: the token's account;
 - `GET /v21.0/me/conversations?platform=instagram` (Instagram token) or

@@ -1,4 +1,4 @@
-"""An HTTP double of the QStash REST API, as QSTASH.md describes it.
+"""An HTTP double of the QStash REST API, as Upstash documents it.
 
 - `POST /v2/publish/{destination}`: 201 `{"messageId"}`; a deduplication ID seen
   within the last 10 minutes answers 202 with the existing ID and

@@ -1,4 +1,5 @@
-"""Make `Upstash-Signature` tokens exactly as QStash does (QSTASH.md, "Signature").
+"""Make `Upstash-Signature` tokens exactly as QStash does
+(https://upstash.com/docs/qstash/howto/signature).
 
 Built by hand (HMAC-SHA256 over base64url JSON), not with PyJWT, so that it is
 independent of the verifier under test; its tokens are proven against qstash-py's
