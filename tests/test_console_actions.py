@@ -159,6 +159,21 @@ async def test_lookup_by_mid_and_by_sender_shows_each_event_s_path(
     assert "No event found" in nothing.text
 
 
+async def test_a_lookup_or_filter_the_console_cannot_run_is_a_422_that_says_why(
+    console: httpx.AsyncClient,
+) -> None:
+    await sign_in(console)
+    for q in ("", " ", "9" * 201):
+        answer = await console.get("/console/lookup", params={"q": q}, headers=HTMX)
+        assert answer.status_code == 422, q
+        assert "type a sender ID, a mid or a dedup ID (1 to 200)" in answer.text
+    for state in ("", "pending"):
+        answer = await console.get("/console/problems", params={"state": state}, headers=HTMX)
+        assert answer.status_code == 422, state
+        assert "state is one of held, failed, both" in answer.text
+    assert (await console.get("/console/problems", headers=HTMX)).status_code == 200  # held
+
+
 async def test_a_held_event_is_found_by_mid_and_not_yet_stored(
     console: httpx.AsyncClient, backend: PostgresBackend
 ) -> None:

@@ -11,12 +11,14 @@ same operations without our signatures must all be refused (401/403).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import pytest
 import schemathesis
@@ -29,6 +31,7 @@ from ingest.app import create_app
 from ingest.settings import Settings
 from storage.embedded import EmbeddedPostgres
 from tests.conftest import BASE_ENV, INTERNAL_TOKEN, PUBLIC_BASE_URL, QSTASH_CURRENT_KEY, TEMPLATE
+from tests.console import CONSOLE_ENV, sign_in
 from tests.doubles.qstash import serve
 from tests.doubles.qstash_signer import sign as qstash_sign
 from tests.meta import sign as meta_sign
@@ -54,12 +57,26 @@ def server(pg_server: EmbeddedPostgres) -> Iterator[str]:
     """One app and one database for the whole module: examples share state, as in life."""
     name = "fuzz"
     url = pg_server.create_database(name, template=TEMPLATE)
-    app_settings = Settings.from_env({**BASE_ENV, "DATABASE_URL": url}, env_file=None)
+    env = {**BASE_ENV, **CONSOLE_ENV, "DATABASE_URL": url}  # the app the spec describes
+    app_settings = Settings.from_env(env, env_file=None)
     try:
         with serve(create_app(app_settings), lifespan="on") as base_url:
             yield base_url
     finally:
         pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def operator_cookie(server: str) -> str:
+    """A signed-in console session, so that the console's parameters are reached (signed
+    out, every console page is a redirect to the login form, whatever it is asked)."""
+
+    async def sign_in_once() -> str:
+        async with httpx.AsyncClient(base_url=server) as client:
+            await sign_in(client, "Fuzz Operator")
+            return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+
+    return asyncio.run(sign_in_once())
 
 
 def body_bytes(case: Any) -> bytes | None:
@@ -70,10 +87,12 @@ def body_bytes(case: Any) -> bytes | None:
     return json.dumps(case.body).encode()
 
 
-def signed(case: Any) -> dict[str, Any]:
+def signed(case: Any, operator_cookie: str) -> dict[str, Any]:
     """Transport kwargs with the signature the operation's real caller would send."""
     body = body_bytes(case)
     headers: dict[str, str] = {}
+    if case.operation.path.startswith("/console"):
+        headers["Cookie"] = operator_cookie
     kind = SIGNED_BY.get(case.operation.definition.raw.get("operationId", ""))
     path = case.operation.path
     if body is not None:
@@ -115,10 +134,26 @@ def is_invalid_event(case: Any) -> bool:
     return not EVENT_VALIDATOR.is_valid(body)
 
 
-@SCHEMA.parametrize()
+CONSOLE_PATHS = "^/console"
+
+
+@SCHEMA.exclude(path_regex=CONSOLE_PATHS).parametrize()
 @FUZZ_SETTINGS
-def test_signed_requests_reach_the_app_and_never_break_it(case: Any, server: str) -> None:
-    kwargs = signed(case)
+def test_signed_requests_reach_the_app_and_never_break_it(
+    case: Any, server: str, operator_cookie: str
+) -> None:
+    check_signed(case, server, operator_cookie)
+
+
+@SCHEMA.include(path_regex=CONSOLE_PATHS).parametrize()
+@settings(FUZZ_SETTINGS, max_examples=max(EXAMPLES // 4, 25))
+def test_the_signed_in_console_never_breaks(case: Any, server: str, operator_cookie: str) -> None:
+    """Pages and forms with a handful of short parameters: fewer examples find as much."""
+    check_signed(case, server, operator_cookie)
+
+
+def check_signed(case: Any, server: str, operator_cookie: str) -> None:
+    kwargs = signed(case, operator_cookie)
     response = case.call(base_url=server, **kwargs)
     assert response.status_code < 500 or (
         response.status_code == 503 and case.operation.path == "/readyz"

@@ -15,10 +15,9 @@ from typing import Any
 
 import httpx
 import jinja2
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
+from starlette.types import Receive, Scope, Send
 
 from contracts.http import answer
 from ingest.console import actions, views
@@ -82,7 +81,7 @@ def build(settings: Settings, backend: Backend, http: httpx.AsyncClient) -> Cons
 def routes(console: Console | None) -> list[BaseRoute]:
     """Every console route; all of them 404 when the console is off."""
     if console is None:
-        return [Route(path, _not_found, methods=[method]) for path, method, _, _ in ROUTES]
+        return [Route(path, _NotFound()) for path in dict.fromkeys(path for path, *_ in ROUTES)]
     made: list[BaseRoute] = []
     for path, method, endpoint, public in ROUTES:
         bound = partial(endpoint, console)
@@ -93,6 +92,10 @@ def routes(console: Console | None) -> list[BaseRoute]:
     return made
 
 
-async def _not_found(request: Request) -> Response:
-    """The same answer as a route that does not exist: nothing says a console is here."""
-    return answer(404, "not_found", "no such route")
+class _NotFound:
+    """The same answer as a route that does not exist, whatever the method (a 405 would
+    say the route is there): nothing says a console is here. An ASGI app rather than a
+    request handler, because Starlette checks no method for those."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await answer(404, "not_found", "no such route")(scope, receive, send)

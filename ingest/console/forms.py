@@ -45,7 +45,7 @@ class ProblemQuery:
 
 
 def problem_query(params: Mapping[str, str]) -> ProblemQuery:
-    state = params.get("state") or "held"
+    state = params.get("state", "held")  # absent: the default; anything else is checked
     if state not in STATE_CHOICES:
         raise FormError(f"state is one of {', '.join(STATE_CHOICES)}")
     reason = (params.get("reason") or "").strip()

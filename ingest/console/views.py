@@ -116,10 +116,12 @@ async def lookup(console: Console, request: Request, session: Session) -> Respon
     found: dict[str, Any] = {"query": query, "paths": None, "error": None}
     if not 1 <= len(query) <= looking.MAX_QUERY:
         found["error"] = f"type a sender ID, a mid or a dedup ID (1 to {looking.MAX_QUERY})"
-    else:
-        found["paths"] = await reads.optional(looking.lookup(console.backend, query))
-        if found["paths"] is None:
-            found["error"] = "the database is unavailable"
+        return await console.section(
+            request, session, "_lookup.html", {"lookup": found}, status=422
+        )
+    found["paths"] = await reads.optional(looking.lookup(console.backend, query))
+    if found["paths"] is None:
+        found["error"] = "the database is unavailable"
     return await console.section(request, session, "_lookup.html", {"lookup": found})
 
 
