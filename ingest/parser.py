@@ -240,11 +240,15 @@ def _unsupported(item: object, entry: _Entry, reason: str) -> Event:
         base["raw"] = item
     else:
         base["raw_text"] = exact_dumps(item)
-    for extra in ({**people, "field": field}, people, {}):  # keep what validates
+    extra = {**people, "field": field}
+    while True:  # keep what validates: a bad time must not take the sender with it
         try:
             return EVENT_ADAPTER.validate_python({**base, **extra})
-        except ValidationError:
-            continue
+        except ValidationError as exc:
+            bad = {str(e["loc"][-1]) for e in exc.errors() if e["loc"]} & extra.keys()
+        if not bad:
+            break
+        extra = {k: v for k, v in extra.items() if k not in bad}
     base.pop("raw", None)
     base["raw_text"] = exact_dumps(item)
     base["account_id"] = ""
