@@ -223,7 +223,7 @@ class _Reader:
                 "QSTASH_NEXT_SIGNING_KEY", required=signing_required
             ),
             qstash_label=label,
-            qstash_leeway_seconds=self.typed("QSTASH_LEEWAY_SECONDS", int, 30),
+            qstash_leeway_seconds=self.typed("QSTASH_LEEWAY_SECONDS", _non_negative, 30),
             publish_budget_seconds=self.positive_float("PUBLISH_BUDGET_SECONDS", 4.0),
             consumer_permanent_status=permanent_status,
             database_url=database_url,

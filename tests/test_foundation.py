@@ -48,7 +48,13 @@ def test_development_runs_on_documented_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("PORT", "eighty"), ("PORT", "-1"), ("PUBLIC_BASE_URL", "ftp://x"), ("APP_ENV", "staging")],
+    [
+        ("PORT", "eighty"),
+        ("PORT", "-1"),
+        ("PUBLIC_BASE_URL", "ftp://x"),
+        ("APP_ENV", "staging"),
+        ("QSTASH_LEEWAY_SECONDS", "-5"),
+    ],
 )
 def test_malformed_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
