@@ -29,6 +29,7 @@ from ingest import internal, privacy, retention, webhook
 from ingest.admission import Admission
 from ingest.console import build as build_console
 from ingest.console import routes as console_routes
+from ingest.console import security as console_security
 from ingest.logging import RequestContextMiddleware
 from ingest.metrics import Metrics
 from ingest.metrics import routes as metrics_routes
@@ -226,13 +227,14 @@ def create_app(
             await http.aclose()
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return answer(404, "not_found", "no such route")
+        return _console_secured(request, answer(404, "not_found", "no such route"))
 
     async def method_not_allowed(request: Request, exc: Exception) -> Response:
         headers = getattr(exc, "headers", None) or {}  # keeps Starlette's `Allow` (RFC 9110)
-        return answer(
+        refused = answer(
             405, "method_not_allowed", f"{request.method} is not allowed here", headers=headers
         )
+        return _console_secured(request, refused)
 
     return Starlette(
         routes=routes,
@@ -240,6 +242,13 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: method_not_allowed},
     )
+
+
+def _console_secured(request: Request, response: Response) -> Response:
+    """Under `/console`, Starlette's own answers carry the console's headers too."""
+    if request.url.path.startswith("/console"):
+        return console_security.secure(response)
+    return response
 
 
 async def _record_accounts(backend: Backend, settings: Settings) -> None:

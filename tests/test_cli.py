@@ -70,6 +70,18 @@ def test_kill_switch_round_trip(ctl: Callable[..., Any]) -> None:
     assert json.loads(ctl("status", "--json").stdout)["kill_switch"] is False
 
 
+def test_a_kill_switch_reason_must_be_readable_text(ctl: Callable[..., Any]) -> None:
+    for reason, sentence in (
+        ("", "say why"),
+        ("deploy \x1b[2J", "a reason cannot contain control or format characters"),
+    ):
+        refused = ctl("kill-switch", "activate", reason)
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.startswith("ingestctl: ") and sentence in refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert json.loads(ctl("status", "--json").stdout)["kill_switch"] is False
+
+
 async def test_replay_returns_held_events_to_the_relay_and_stores_each_once(
     ctl: Callable[..., Any], make_settings: Callable[..., Settings], backend: PostgresBackend
 ) -> None:

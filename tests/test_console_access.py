@@ -50,12 +50,14 @@ def cookie_of(response: httpx.Response) -> SimpleCookie:
 async def test_without_console_token_every_console_route_is_not_found(
     client: httpx.AsyncClient,
 ) -> None:
-    """Whatever the method: a 405 would say the route exists."""
-    unknown = await client.get("/no-such-route")
+    """Whatever the method (a 405 would say the route exists), and with the headers of an
+    unknown `/console/…` path."""
+    unknown = await client.get("/console/no-such-route")
     for path, _, _, _ in ROUTES:
         for method in ("GET", "POST", "PUT", "DELETE", "OPTIONS"):
             response = await client.request(method, path.replace("{name}", "console.css"))
             assert (response.status_code, response.json()) == (404, unknown.json()), (method, path)
+            assert response.headers.get("content-security-policy") == CSP
 
 
 async def test_the_login_form_comes_with_an_anonymous_session_and_strict_cookie_flags(
@@ -188,8 +190,12 @@ async def test_every_console_response_carries_the_security_headers(
         else:
             responses.append(await console.post(concrete, data={}))  # refused: no CSRF
     responses.append(await console.post("/console/kill-switch/confirm", data={"csrf_token": csrf}))
+    # Starlette's own answers under /console: another method, an unknown path
+    responses.append(await console.get("/console/login"))
+    responses.append(await console.put("/console"))
+    responses.append(await console.get("/console/static/"))
     responses.append(await console.get("/console/static/htmx.vendored.toml"))
-    assert {r.status_code for r in responses} >= {200, 303, 403, 404, 422}
+    assert {r.status_code for r in responses} >= {200, 303, 403, 404, 405, 422}
     for response in responses:
         for name, value in HEADERS.items():
             assert response.headers.get(name) == value, (response.request.url, name)

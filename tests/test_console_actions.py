@@ -93,15 +93,30 @@ async def test_a_reason_is_required_and_said_so(console: httpx.AsyncClient) -> N
     assert "<html" in ask.text  # without htmx: the whole page, with the section's message
 
 
+@pytest.mark.parametrize(
+    "reason", ["maintenance \x1b]0;owned\x07\x1b[2J", "all fine \u202egnirod\u202c", "nul\x00"]
+)
+async def test_a_reason_that_would_rewrite_what_others_read_is_refused(
+    reason: str, console: httpx.AsyncClient, backend: PostgresBackend
+) -> None:
+    """A terminal escape or a bidi override would disguise the reason in `ingestctl
+    status` and on the page."""
+    csrf = await sign_in(console)
+    form = {"csrf_token": csrf, "action": "activate", "mode": "direct", "reason": reason}
+    refused = await console.post("/console/kill-switch", data=form, headers=HTMX)
+    assert refused.status_code == 422
+    assert "a reason cannot contain control or format characters" in refused.text
+    assert await switch_state(backend) == (False, False, None, None)
+
+
 async def test_a_replay_shows_the_count_first_then_replays_and_follows_the_relay(
     console: httpx.AsyncClient, backend: PostgresBackend
 ) -> None:
     csrf = await sign_in(console)
     await hold(console, csrf, "m_c1", "m_c2")
     assert await wait_settled(backend) == {"held": 2}
-    refused = await console.post(
-        "/console/replay", data={"csrf_token": csrf, "scope": "all", "state": "held"}, headers=HTMX
-    )
+    confirmed = {"csrf_token": csrf, "scope": "all", "state": "held", "expected": "2"}
+    refused = await console.post("/console/replay", data=confirmed, headers=HTMX)
     assert refused.status_code == 409
     assert "holding events" in refused.text
     await console.post("/console/kill-switch", data={"csrf_token": csrf, "action": "deactivate"})
@@ -111,10 +126,9 @@ async def test_a_replay_shows_the_count_first_then_replays_and_follows_the_relay
         headers=HTMX,
     )
     assert "Replay 2 event(s)?" in preview.text
+    assert 'name="expected" value="2"' in preview.text
     assert await wait_settled(backend) == {"held": 2}  # the dry run changed nothing
-    done = await console.post(
-        "/console/replay", data={"csrf_token": csrf, "scope": "all", "state": "held"}, headers=HTMX
-    )
+    done = await console.post("/console/replay", data=confirmed, headers=HTMX)
     assert "Replayed 2 event(s)" in done.text
     at = re.search(r'progress\?at=([^"]+)"', done.text)
     assert await wait_settled(backend) == {"direct": 2}
@@ -122,6 +136,33 @@ async def test_a_replay_shows_the_count_first_then_replays_and_follows_the_relay
         progress = await console.get(f"/console/replay/progress?at={at.group(1)}")
         assert "The relay has settled all 2: direct 2." in progress.text
     assert await backend.pool.fetchval("select count(*) from ig_messages") == 2
+
+
+async def test_a_replay_covers_the_count_it_showed_not_what_was_held_since(
+    console: httpx.AsyncClient, backend: PostgresBackend
+) -> None:
+    csrf = await sign_in(console)
+    await hold(console, csrf, "m_shown")
+    await wait_settled(backend)
+    await console.post("/console/kill-switch", data={"csrf_token": csrf, "action": "deactivate"})
+    form = {"csrf_token": csrf, "scope": "all", "state": "held"}
+    assert (
+        "Replay 1 event(s)?"
+        in (await console.post("/console/replay/preview", data=form, headers=HTMX)).text
+    )
+    await hold(console, csrf, "m_since")  # held after the operator saw "1"
+    await wait_settled(backend)
+    await console.post("/console/kill-switch", data={"csrf_token": csrf, "action": "deactivate"})
+    stale = await console.post("/console/replay", data={**form, "expected": "1"}, headers=HTMX)
+    assert stale.status_code == 409
+    assert "2 event(s) match now, not the 1 you confirmed." in stale.text
+    assert "Replay 2 event(s)?" in stale.text  # the fresh count, to confirm instead
+    assert await wait_settled(backend) == {"held": 2}  # nothing replayed
+    unconfirmed = await console.post("/console/replay", data=form, headers=HTMX)
+    assert unconfirmed.status_code == 422
+    assert "preview the replay first" in unconfirmed.text
+    done = await console.post("/console/replay", data={**form, "expected": "2"}, headers=HTMX)
+    assert "Replayed 2 event(s)" in done.text
 
 
 async def test_replaying_the_selected_events_replays_only_those(
@@ -136,7 +177,8 @@ async def test_replaying_the_selected_events_replays_only_those(
     form = {"csrf_token": csrf, "scope": "selected", "state": "held", "dedup_id": "ig_msg_mpick"}
     preview = await console.post("/console/replay/preview", data=form, headers=HTMX)
     assert "Replay 1 event(s)?" in preview.text
-    assert (await console.post("/console/replay", data=form, headers=HTMX)).status_code == 200
+    confirmed = {**form, "expected": "1"}
+    assert (await console.post("/console/replay", data=confirmed, headers=HTMX)).status_code == 200
     assert await wait_settled(backend) == {"direct": 1, "held": 1}
     assert await backend.pool.fetchval("select mid from ig_messages") == "mpick"
 
@@ -210,6 +252,29 @@ async def test_the_dlq_lists_our_label_only_and_redrives_as_the_operator(
         assert "redriven as QStash message msg_" in redriven.text
         assert "The DLQ holds nothing with our label." in redriven.text
     assert ("Dana", "console", "dlq.redrive", "done") in await audit_rows(backend)
+
+
+async def test_a_dlq_id_that_would_leave_its_path_is_refused_before_qstash_hears_of_it(
+    make_settings: Callable[..., Settings], backend: PostgresBackend
+) -> None:
+    """`.` or `..` would be resolved away: `POST /v2/dlq/retry` retries the whole DLQ."""
+    sent: list[str] = []
+
+    def qstash(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.raw_path.decode())
+        return httpx.Response(200, json={"messageId": "msg_new"})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(qstash))
+    settings = make_settings(**CONSOLE_ENV, QSTASH_TOKEN="t", QSTASH_URL="https://qstash.test")
+    async for console in open_client(create_app(settings, http=http)):
+        csrf = await sign_in(console, "Dana")
+        for dlq_id in (".", "..", "a/../..", "1725323658779-0"):
+            form = {"csrf_token": csrf, "dlq_id": dlq_id}
+            answer = await console.post("/console/dlq/redrive", data=form, headers=HTMX)
+            refused = "not a QStash DLQ id" in answer.text
+            assert refused == (dlq_id != "1725323658779-0"), dlq_id
+    assert [p for p in sent if not p.startswith("/v2/dlq?")] == ["/v2/dlq/retry/1725323658779-0"]
+    assert [row[3] for row in await audit_rows(backend) if row[2] == "dlq.redrive"] == ["done"]
 
 
 async def test_the_audit_trail_records_both_doors(
@@ -307,7 +372,7 @@ async def test_the_audit_trail_counts_the_events_picked_by_hand_but_names_none(
     await wait_settled(backend)
     await console.post("/console/kill-switch", data={"csrf_token": csrf, "action": "deactivate"})
     form = {"csrf_token": csrf, "scope": "selected", "state": "held", "dedup_id": "ig_msg_mprivate"}
-    await console.post("/console/replay", data=form)
+    await console.post("/console/replay", data={**form, "expected": "1"})
     detail = await backend.pool.fetchval("select detail from ingest_audit where action = 'replay'")
     assert detail == {"states": ["held", "failed"], "selected": 1, "replayed": 1}
     assert "mprivate" not in str(await backend.pool.fetch("select * from ingest_audit"))

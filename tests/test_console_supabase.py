@@ -40,7 +40,7 @@ async def test_hold_replay_and_look_up_through_postgrest(supabase: SupabaseStack
         form = {"csrf_token": csrf, "scope": "all", "state": "held"}
         preview = await console.post("/console/replay/preview", data=form, headers=HTMX)
         assert "Replay 1 event(s)?" in preview.text
-        done = await console.post("/console/replay", data=form, headers=HTMX)
+        done = await console.post("/console/replay", data={**form, "expected": "1"}, headers=HTMX)
         assert "Replayed 1 event(s)" in done.text
         assert await wait_settled(supabase) == {"direct": 1}
         await _progress_is_complete(console, done.text)

@@ -20,7 +20,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import Receive, Scope, Send
 
 from contracts.http import answer
-from ingest.console import actions, views
+from ingest.console import actions, security, views
 from ingest.console.filters import FILTERS
 from ingest.console.session import Sessions
 from ingest.console.web import Console, public_origin
@@ -95,7 +95,9 @@ def routes(console: Console | None) -> list[BaseRoute]:
 class _NotFound:
     """The same answer as a route that does not exist, whatever the method (a 405 would
     say the route is there): nothing says a console is here. An ASGI app rather than a
-    request handler, because Starlette checks no method for those."""
+    request handler, because Starlette checks no method for those. It carries the headers
+    any `/console` answer carries, as an unknown `/console/…` path's 404 does."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await answer(404, "not_found", "no such route")(scope, receive, send)
+        response = security.secure(answer(404, "not_found", "no such route"))
+        await response(scope, receive, send)

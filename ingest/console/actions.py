@@ -141,8 +141,17 @@ async def preview_replay(
 
 
 async def replay(console: Console, request: Request, session: Session, form: FormData) -> Response:
+    """Step two: replay what the operator confirmed. The confirmed count comes with the
+    form; if the filter matches another number now (events held meanwhile), the fresh
+    count is shown to confirm instead: a confirmation covers what it showed."""
     try:
-        query, which, _ = _replay_target(form)
+        query, which, scope = _replay_target(form)
+        expected = _confirmed_count(text(form, "expected"))
+        now = await replaying.count(console.backend, which)
+        if now != expected:
+            sentence = f"{now} event(s) match now, not the {expected} you confirmed."
+            preview = {"count": now, "scope": scope, "ids": list(which.dedup_ids)}
+            return await _problems(console, request, session, query, sentence, 409, preview=preview)
         done = await replaying.replay(console.backend, actor(session), which)
     except FormError as exc:
         return await _problems(console, request, session, ProblemQuery(), str(exc), 422)
@@ -151,6 +160,12 @@ async def replay(console: Console, request: Request, session: Session, form: For
     progress = await replaying.progress(console.backend, done.at) if done.at else None
     result = {"count": done.count, "at": done.at, "progress": progress}
     return await _problems(console, request, session, query, result=result, changed=True)
+
+
+def _confirmed_count(value: str) -> int:
+    if not value.isdigit():
+        raise FormError("preview the replay first: a replay confirms the count it showed")
+    return int(value)
 
 
 async def _problems(

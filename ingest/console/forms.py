@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ingest.ops import kill_switch
 from ingest.ops.audit import MAX_NAME
 from ingest.ops.replay import ReplayFilter
 
@@ -85,9 +86,8 @@ def operator_name(value: str | None) -> str:
 
 
 def reason(value: str | None) -> str:
-    text = " ".join((value or "").split())
-    if not text:
-        raise FormError("say why: the reason is shown to everyone and kept in the audit trail")
-    if len(text) > MAX_REASON:
-        raise FormError(f"a reason has at most {MAX_REASON} characters")
-    return text
+    """A kill-switch reason, by the rule `ingestctl` applies too."""
+    try:
+        return kill_switch.checked_reason(value or "")
+    except kill_switch.BadReason as exc:
+        raise FormError(str(exc)) from None

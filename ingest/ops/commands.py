@@ -28,7 +28,10 @@ def actor(args: argparse.Namespace) -> Actor:
 
 async def kill_switch(args: argparse.Namespace, backend: Backend) -> int:
     if args.action == "activate":
-        state = await switch.activate(backend, actor(args), args.reason, hold=args.hold)
+        try:
+            state = await switch.activate(backend, actor(args), args.reason, hold=args.hold)
+        except switch.BadReason as exc:
+            raise Failed(str(exc), USAGE) from exc
     else:
         state = await switch.deactivate(backend, actor(args))
     emit(args, state.raw, lambda _: _switch_line(state))

@@ -7,6 +7,7 @@ Plain REST over the app's HTTP client (qstash-py has no retry call): `GET
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +21,12 @@ from storage import Backend
 
 class DlqError(Exception):
     """QStash refused the call or could not be reached; the message says which."""
+
+
+# What a DLQ id may be before it goes into a path (QStash's look like `1725323658779-0`):
+# an id of dots only would be resolved away and turn `POST /v2/dlq/retry/{id}` into the
+# bulk retry of every dead letter in the account.
+DLQ_ID = re.compile(r"(?!\.+$)[A-Za-z0-9_.:~-]{1,128}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,8 @@ class Dlq:
 
     async def redrive(self, backend: Backend, actor: audit.Actor, dlq_id: str) -> str:
         """Deliver a dead letter again; returns QStash's new message ID."""
+        if not DLQ_ID.fullmatch(dlq_id):
+            raise DlqError("not a QStash DLQ id (1 to 128 letters, digits, '-', '_', '.', ':')")
         detail = {"dlq_id": dlq_id}
         try:
             answer = await self._call("POST", f"/v2/dlq/retry/{quote(dlq_id, safe='')}")

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 from ingest.ops import audit
 from storage import Backend
+
+MAX_REASON = 300
+
+
+class BadReason(ValueError):
+    """A reason that cannot be shown to everyone and kept in the audit trail as typed."""
+
+
+def checked_reason(value: str) -> str:
+    """The reason, whitespace collapsed. Control and format characters are refused: a
+    terminal escape or a bidi override would rewrite what `ingestctl status` and the
+    console show."""
+    text = " ".join(value.split())
+    if not text:
+        raise BadReason("say why: the reason is shown to everyone and kept in the audit trail")
+    if len(text) > MAX_REASON:
+        raise BadReason(f"a reason has at most {MAX_REASON} characters")
+    if any(unicodedata.category(c).startswith("C") for c in text):
+        raise BadReason("a reason cannot contain control or format characters")
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +55,7 @@ class Switch:
 
 async def activate(backend: Backend, actor: audit.Actor, reason: str, *, hold: bool) -> Switch:
     """Stop publishing: events are stored directly, or with `hold` kept as `held` for replay."""
-    if not reason.strip():
-        raise ValueError("activating the kill switch needs a reason")
+    reason = checked_reason(reason)
     switch = await _set(backend, actor, active=True, reason=reason, hold=hold)
     mode = "hold" if hold else "direct"
     await audit.record(backend, actor, "kill_switch.activate", {"reason": reason, "mode": mode})
