@@ -21,6 +21,7 @@ from ingest.app import create_app
 from ingest.console import ROUTES
 from ingest.console.security import CSP, HEADERS
 from ingest.settings import Settings
+from storage.postgres import PostgresBackend
 from tests.conftest import open_client
 from tests.console import CONSOLE_ENV, CONSOLE_SESSION_SECRET, CONSOLE_TOKEN, csrf_of, sign_in
 
@@ -209,6 +210,25 @@ async def test_signing_out_clears_the_session(console: httpx.AsyncClient) -> Non
     assert cookie_of(response)["ingest_console"]["max-age"] == "0"
     assert (await console.get("/console/pulse")).status_code == 303
     assert 'name="token"' in (await console.get("/console")).text
+
+
+async def test_a_copy_of_the_cookie_is_worth_nothing_after_signing_out(
+    console: httpx.AsyncClient, backend: PostgresBackend
+) -> None:
+    csrf = await sign_in(console)
+    copied = console.cookies["ingest_console"]
+    assert (await console.post("/console/logout", data={"csrf_token": csrf})).status_code == 303
+    console.cookies.set("ingest_console", copied, path="/console")
+    assert (await console.get("/console/pulse")).status_code == 303
+    assert 'name="token"' in (await console.get("/console")).text  # the login form again
+    switch = {"csrf_token": csrf, "action": "activate", "mode": "direct", "reason": "stolen"}
+    assert (await console.post("/console/kill-switch", data=switch)).status_code == 303
+    assert await backend.pool.fetchval("select kill_switch from safety_state") is False
+    kept = await backend.pool.fetchval("select sid_digest from ingest_console_signed_out")
+    assert len(kept) == 64 and copied not in kept  # a digest, never the session
+    console.cookies.clear()
+    await sign_in(console)  # a new session is not affected
+    assert (await console.get("/console/pulse")).status_code == 200
 
 
 async def test_an_htmx_request_without_a_session_is_sent_to_the_login_page(

@@ -65,6 +65,10 @@ def _login_refused(
 
 
 async def logout(console: Console, request: Request, session: Session, form: FormData) -> Response:
+    try:
+        await console.sign_out(session)
+    except StorageError as exc:  # the cookie is cleared all the same
+        log.warning("console_sign_out_unrecorded", error=str(exc)[:200])
     await _best_effort(console, actor(session), "console.logout")
     response = RedirectResponse(HOME, status_code=303)
     console.sessions.clear(response)

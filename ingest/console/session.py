@@ -39,6 +39,11 @@ class Session:
     def signed_in(self) -> bool:
         return self.name is not None
 
+    @property
+    def digest(self) -> str:
+        """What the database keeps of a signed-out session: never the ID itself."""
+        return hashlib.sha256(self.sid.encode()).hexdigest()
+
 
 class Sessions:
     """Reads, writes and checks console sessions; built once by the app factory."""

@@ -22,7 +22,7 @@ from starlette.templating import Jinja2Templates
 
 from contracts.http import BodyTooLarge, read_body
 from ingest.console import security
-from ingest.console.session import Session, Sessions
+from ingest.console.session import MAX_AGE_SECONDS, Session, Sessions
 from ingest.ops.dlq import Dlq
 from storage import Backend, StorageError
 
@@ -52,7 +52,7 @@ class Console:
 
     def view(self, handler: View, *, public: bool = False) -> Endpoint:
         async def endpoint(request: Request) -> Response:
-            session = self.sessions.read(request)
+            session = await self.session_of(request)
             if not public and (session is None or not session.signed_in):
                 return security.secure(to_login(request))
             return security.secure(await handler(request, session or self.sessions.new()))
@@ -69,7 +69,7 @@ class Console:
         if not security.same_origin(request, self.public_origin):
             return refused(403, "This request came from another site.")
         form = await read_form(request)
-        session = self.sessions.read(request)
+        session = await self.session_of(request)
         token = _text(form, "csrf_token") if form is not None else None
         if form is None or session is None or not self.sessions.csrf_matches(session, token):
             return refused(403, "The form's CSRF token is missing or belongs to another session.")
@@ -79,6 +79,28 @@ class Console:
             return await handler(request, session, form)
         except StorageError:
             return refused(503, "The database is unavailable; see the state strip, then retry.")
+
+    async def session_of(self, request: Request) -> Session | None:
+        """The cookie's session; a signed-out one is anonymous again (a copy of the cookie
+        outlives the sign-out). With the database down, the cookie alone decides: every
+        page then says so and every action is refused anyway."""
+        session = self.sessions.read(request)
+        if session is None or not session.signed_in:
+            return session
+        try:
+            answer = await self.backend.call(
+                "ingest_console_is_signed_out", {"p_sid_digest": session.digest}
+            )
+        except StorageError:
+            return session
+        return Session(session.sid) if answer["signed_out"] else session
+
+    async def sign_out(self, session: Session) -> None:
+        """Remember the session as ended until its cookie would have expired."""
+        await self.backend.call(
+            "ingest_console_sign_out",
+            {"p_sid_digest": session.digest, "p_seconds": MAX_AGE_SECONDS},
+        )
 
     # --- rendering ----------------------------------------------------------------------
 
