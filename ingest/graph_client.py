@@ -113,7 +113,10 @@ class GraphClient:
         """A `paging.next` URL as Meta gave it (its cursor, fields, token); only `limit` is
         replaced when retrying smaller. A URL off Meta's Graph hosts is refused, so the
         token never goes anywhere else."""
-        url = httpx.URL(next_url)
+        try:
+            url = httpx.URL(next_url)
+        except (httpx.InvalidURL, ValueError, TypeError):  # a control character, say
+            raise GraphApiError(0, message="paging.next is not a URL") from None
         if url.scheme not in ("http", "https") or url.netloc.decode() not in self._hosts:
             raise GraphApiError(0, message="paging.next points outside the Graph API")
         if limit is not None:
@@ -150,6 +153,8 @@ class GraphClient:
             response = await self._http.get(url)
         except httpx.HTTPError as exc:  # the URL holds the token: only the type is kept
             return {}, GraphApiError(0, transient=True, message=type(exc).__name__), 0.0
+        except httpx.InvalidURL:  # not temporary: the same URL would fail again
+            return {}, GraphApiError(0, message="InvalidURL"), 0.0
         usage = read_usage(response.headers)
         if usage.pause_seconds:
             self.limiter.hold(usage.pause_seconds)

@@ -34,7 +34,7 @@ from ingest.graph_client import (
     TokenRejected,
 )
 from ingest.reconcile_lease import LeaseLost, LeaseStore
-from ingest.reconcile_walk import Tally, Walker
+from ingest.reconcile_walk import Tally, Walker, crash_site
 from storage import Backend, StorageError
 
 log = structlog.get_logger(__name__)
@@ -113,8 +113,23 @@ class Reconciler:
     ) -> list[AccountSummary]:
         """One run over every account (or `account`), looking back `window_seconds`."""
         since = self._wall() - window_seconds
-        runs = [self._account(c, since, account, dry_run) for c in self._clients.clients]
+        runs = [self._guarded(c, since, account, dry_run) for c in self._clients.clients]
         return [s for s in await asyncio.gather(*runs) if s is not None]
+
+    async def _guarded(
+        self, client: GraphClient, since: float, only: str | None, dry_run: bool
+    ) -> AccountSummary | None:
+        """One account's run, whatever happens in it: an exception nobody foresaw ends
+        that account (`failed`, said and counted), never the run or the other accounts."""
+        try:
+            return await self._account(client, since, only, dry_run)
+        except Exception as exc:  # logged by type and place: its text may hold a URL
+            name = client.account_id or client.account.name
+            log.error("reconcile_account_crashed", account=name, error=type(exc).__name__,
+                      where=crash_site(exc))  # fmt: skip
+            summary = AccountSummary(name, "failed", f"unexpected {type(exc).__name__}")
+            summary.errors["unexpected"] = 1
+            return self._told(summary)
 
     async def _account(
         self, client: GraphClient, since: float, only: str | None, dry_run: bool
@@ -173,6 +188,11 @@ class Reconciler:
             walker.tally.errors[exc.label] += 1
         except (NotAccepted, StorageError, LeaseLost) as exc:
             summary.outcome, summary.detail = "failed", str(exc)[:300]
+        except Exception as exc:  # unforeseen: this account ends, its lease is released
+            log.error("reconcile_account_crashed", account=account_id,
+                      error=type(exc).__name__, where=crash_site(exc))  # fmt: skip
+            summary.outcome, summary.detail = "failed", f"unexpected {type(exc).__name__}"
+            walker.tally.errors["unexpected"] += 1
         return summary.count(walker.tally)
 
     def _told(self, summary: AccountSummary) -> AccountSummary:

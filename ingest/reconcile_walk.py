@@ -17,6 +17,7 @@ throttling) end the walk.
 
 from __future__ import annotations
 
+import traceback
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -159,6 +160,10 @@ class Walker:
             events.append(message_event(item, self._account))
         except (ValidationError, ValueError):
             tally.errors["invalid_message"] += 1
+        except Exception as exc:  # an odd value we did not foresee: this message only
+            tally.errors["invalid_message"] += 1
+            log.warning("reconcile_message_unreadable", error=type(exc).__name__,
+                        where=crash_site(exc))  # fmt: skip
 
     async def _record(self, events: list[MessageEvent], tally: Tally) -> None:
         if events:
@@ -249,3 +254,13 @@ async def fetch_message(
                 tally.errors[exc.label] += 1
                 return None
     return None
+
+
+def crash_site(exc: BaseException) -> str:
+    """Where `exc` was raised (`file.py:line`), for a log line: the exception's own text
+    may quote a URL, and a Graph URL holds the token."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "unknown"
+    last = frames[-1]
+    return f"{last.filename.rsplit('/', 1)[-1]}:{last.lineno}"
