@@ -33,7 +33,7 @@ from ingest.graph_client import (
     Throttled,
     TokenRejected,
 )
-from ingest.reconcile_lease import LeaseLost, LeaseStore
+from ingest.reconcile_lease import LeaseKeeper, LeaseLost, LeaseStore
 from ingest.reconcile_walk import Tally, Walker, crash_site
 from storage import Backend, StorageError
 
@@ -174,8 +174,21 @@ class Reconciler:
 
         walker = Walker(client, account_id, since, sink, on_conversation=keep_lease)
         summary = AccountSummary(account_id, "done", dry_run=dry_run)
+        walk = asyncio.create_task(walker.run())
+        keeper = LeaseKeeper(self._lease, account_id, token, on_lost=walk.cancel)
+        keeping = asyncio.create_task(keeper.run())
         try:
-            await walker.run()
+            try:
+                await walk
+            finally:
+                keeping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeping
+        except asyncio.CancelledError:
+            if not keeper.lost:
+                raise  # shutting down: `_account` frees the lease
+            summary.outcome = "failed"
+            summary.detail = "the lease was lost mid-run: stopped, admitting nothing more"
         except GraphAccountError as exc:
             summary.outcome, summary.detail = _outcome(exc), str(exc)
             if isinstance(exc, Throttled):

@@ -21,7 +21,8 @@ from contracts import Event, ReactionEvent
 from ingest.acceptance import Acceptance
 from ingest.admission import Admission
 from ingest.graph_accounts import GraphAccount
-from ingest.graph_client import GraphClients
+from ingest.graph_client import ClientConfig, GraphClients
+from ingest.rate_limit import SystemClock
 from ingest.reconcile import Reconciler
 from ingest.reconcile_lease import LeaseStore
 from ingest.reconcile_missing import MissingMessages
@@ -29,7 +30,8 @@ from ingest.reconcile_walk import Tally
 from ingest.secret import Secret
 from storage.postgres import PostgresBackend
 from tests.doubles.clock import FakeClock
-from tests.reconcile_kit import ACCOUNT, CUSTOMER, OTHER_ACCOUNT, TOKEN_A, TOKEN_B
+from tests.doubles.graph_api import BASE_URL, GraphApiDouble
+from tests.reconcile_kit import ACCOUNT, CUSTOMER, OTHER_ACCOUNT, TOKEN_A, TOKEN_B, thread
 
 HOUR = 3600.0
 GRAPH = "https://graph.instagram.com/v21.0"
@@ -165,3 +167,55 @@ async def test_one_odd_answer_never_kills_the_missing_message_task(
         assert dict((await checked_once_more("m3")).errors) == {"unexpected": 1}
     finally:
         task.cancel()
+
+
+# --- the lease lives as long as the run ------------------------------------------------------
+
+
+def real_time_reconciler(
+    backend: PostgresBackend, http: httpx.AsyncClient, lease_seconds: int
+) -> Reconciler:
+    """Scaled down: a 1 s lease, rate-limit waits of 0.5 s and 1 s (each within max_wait),
+    as the defaults allow a 300 s lease against waits of up to 300 s, 3 times, in one call."""
+    config = ClientConfig(max_wait_seconds=1.0, backoff_seconds=0.5)
+    clients = GraphClients((GraphAccount(ACCOUNT, Secret(TOKEN_A)),), http, BASE_URL,
+                           SystemClock(), config)  # fmt: skip
+    lease = LeaseStore(backend, holder="run-a", lease_seconds=lease_seconds)
+    return Reconciler(backend, clients, Admission(backend), lease)
+
+
+async def test_the_lease_outlives_rate_limit_waits_so_no_second_run_gets_in(
+    backend: PostgresBackend,
+) -> None:
+    graph = GraphApiDouble()
+    graph.add_account(ACCOUNT, TOKEN_A)
+    graph.add_conversation(ACCOUNT, thread(3))
+    graph.fail_next(400, 4, times=2, when="conv_1")  # waits 0.5 s, then 1 s: past the lease
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=graph.app)) as http:
+        run_a = asyncio.create_task(real_time_reconciler(backend, http, 1).run(HOUR))
+        await asyncio.sleep(1.2)
+        b = await LeaseStore(backend, holder="run-b", lease_seconds=60).claim(ACCOUNT)
+        (summary,) = await run_a
+    assert not b.claimed and b.reason == "running"
+    assert (summary.outcome, summary.recovered) == ("done", 3)
+
+
+async def test_a_lease_found_lost_stops_the_walk_before_it_admits_more(
+    backend: PostgresBackend,
+) -> None:
+    graph = GraphApiDouble()
+    graph.add_account(ACCOUNT, TOKEN_A)
+    graph.add_conversation(ACCOUNT, thread(3))
+    graph.fail_next(400, 4, times=2, when="conv_1")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=graph.app)) as http:
+        run_a = asyncio.create_task(real_time_reconciler(backend, http, 1).run(HOUR))
+        await asyncio.sleep(0.2)  # another run took the account over (as after an expiry)
+        taken = await backend.pool.fetchval(
+            "update ig_reconcile_accounts set lease_token = gen_random_uuid(), "
+            "lease_holder = 'run-b' returning lease_token")  # fmt: skip
+        (summary,) = await run_a
+    assert (summary.outcome, summary.recovered) == ("failed", 0)
+    assert summary.detail is not None and "lease was lost" in summary.detail
+    assert await backend.pool.fetchval("select count(*) from ingest_ledger") == 0
+    row = await backend.pool.fetchrow("select lease_token, lease_holder from ig_reconcile_accounts")
+    assert (row["lease_token"], row["lease_holder"]) == (taken, "run-b")  # left as B holds it
