@@ -34,7 +34,7 @@ from ingest.graph_client import (
     TokenRejected,
 )
 from ingest.reconcile_lease import LeaseKeeper, LeaseLost, LeaseStore
-from ingest.reconcile_walk import Tally, Walker, crash_site
+from ingest.reconcile_walk import CallBudgetSpent, Tally, Walker, crash_site
 from storage import Backend, StorageError
 
 log = structlog.get_logger(__name__)
@@ -199,6 +199,9 @@ class Reconciler:
         except GraphApiError as exc:  # the conversation list itself could not be read
             summary.outcome, summary.detail = "failed", f"conversations not listed ({exc.label})"
             walker.tally.errors[exc.label] += 1
+        except CallBudgetSpent as exc:
+            summary.outcome, summary.detail = "failed", str(exc)
+            walker.tally.errors["call_budget"] += 1
         except (NotAccepted, StorageError, LeaseLost) as exc:
             summary.outcome, summary.detail = "failed", str(exc)[:300]
         except Exception as exc:  # unforeseen: this account ends, its lease is released

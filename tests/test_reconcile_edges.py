@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import httpx
 import pytest
 import structlog
 
 from contracts import Event, ReactionEvent
+from ingest import reconcile_walk
 from ingest.acceptance import Acceptance
 from ingest.admission import Admission
 from ingest.graph_accounts import GraphAccount
@@ -30,10 +31,12 @@ from ingest.reconcile_walk import Tally
 from ingest.secret import Secret
 from storage.postgres import PostgresBackend
 from tests.doubles.clock import FakeClock
-from tests.doubles.graph_api import BASE_URL, GraphApiDouble
-from tests.reconcile_kit import ACCOUNT, CUSTOMER, OTHER_ACCOUNT, TOKEN_A, TOKEN_B, thread
+from tests.doubles.graph_api import BASE_URL, GraphApiDouble, Message
+from tests.reconcile_kit import ACCOUNT, CUSTOMER, OTHER_ACCOUNT, TOKEN_A, TOKEN_B, mid, thread
+from tests.test_reconcile_walk import World, make_world
 
 HOUR = 3600.0
+HOUR_INT = 3600
 GRAPH = "https://graph.instagram.com/v21.0"
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -41,6 +44,16 @@ Handler = Callable[[httpx.Request], httpx.Response]
 def raw(body: str, status: int = 200) -> httpx.Response:
     return httpx.Response(status, content=body.encode(),
                           headers={"content-type": "application/json"})  # fmt: skip
+
+
+@pytest.fixture
+async def world(backend: PostgresBackend) -> AsyncIterator[World]:
+    """The walk's world (`tests.test_reconcile_walk`): the Graph double on a fake clock."""
+    clock = FakeClock()
+    graph = GraphApiDouble(clock=clock.now)
+    graph.add_account(ACCOUNT, TOKEN_A)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=graph.app)) as http:
+        yield make_world(backend, http, graph, clock)
 
 
 def clients_for(handler: Handler, clock: FakeClock, *accounts: GraphAccount) -> GraphClients:
@@ -219,3 +232,64 @@ async def test_a_lease_found_lost_stops_the_walk_before_it_admits_more(
     assert await backend.pool.fetchval("select count(*) from ingest_ledger") == 0
     row = await backend.pool.fetchrow("select lease_token, lease_holder from ig_reconcile_accounts")
     assert (row["lease_token"], row["lease_holder"]) == (taken, "run-b")  # left as B holds it
+
+
+# --- the window and the bounds of paging ----------------------------------------------------
+
+
+async def test_a_message_listed_out_of_order_below_the_window_hides_no_newer_one(
+    world: World,
+) -> None:
+    now = int(time.time())
+    old = Message(mid(99), CUSTOMER, ACCOUNT, now - 3 * 86400, text="old, listed out of order")
+    conversation = world.graph.add_conversation(ACCOUNT, thread(5, start=now - 600))
+    conversation.messages.insert(1, old)  # newest, OLD, then 4 recent ones
+    summary = await world.run(window=HOUR)
+    assert (summary.recovered, summary.messages_seen) == (5, 5)
+    assert f"ig_msg_{mid(99)}" not in await world.ledger()
+
+
+async def test_the_walk_reads_on_past_a_straddling_page_and_stops_after_one_all_below(
+    world: World,
+) -> None:
+    now = int(time.time())
+    messages = [*thread(15, start=now - 900), *thread(30, number=2, start=now - 5 * HOUR_INT)]
+    world.graph.add_conversation(ACCOUNT, messages)  # 15 recent, then 30 older
+    summary = await world.run(window=HOUR)
+    assert summary.recovered == 15
+    pages = [c for c in world.graph.calls if "conv_1" in c.path]
+    assert len(pages) == 2  # 15 recent + 5 below, then 20 below: stop
+
+
+async def test_endless_empty_pages_end_each_listing_after_3_and_say_so(
+    backend: PostgresBackend,
+) -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if request.url.path.endswith("/conversations"):
+            data = [{"id": f"c{i}", "updated_time": int(time.time())} for i in range(3)]
+            return raw(json.dumps({"data": data}))
+        after = int(request.url.params.get("after", "0"))  # a fresh cursor every time
+        page = {"data": [], "paging": {"next": f"{GRAPH}/x/messages?after={after + 1}"}}
+        return raw(json.dumps(page if after else {"messages": page}))
+
+    reconciler = mocked(handler, backend, FakeClock(), GraphAccount(ACCOUNT, Secret(TOKEN_A)))
+    (summary,) = await reconciler.run(HOUR)
+    assert calls == 1 + 3 * 3
+    assert (summary.outcome, summary.errors) == ("done", {"empty_pages": 3})
+
+
+async def test_a_run_stops_an_account_once_its_call_budget_is_spent(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reconcile_walk, "CALL_BUDGET", 4)
+    for n in range(1, 6):
+        world.graph.add_conversation(ACCOUNT, thread(2, number=n, customer=f"60{n}"))
+    summary = await world.run()
+    assert (summary.outcome, summary.recovered, summary.errors) == ("failed", 6, {"call_budget": 1})
+    assert summary.detail is not None and "budget of 4" in summary.detail
+    assert len(world.graph.calls) == 4
+    assert (await LeaseStore(world.backend, holder="t").status())[0]["running"] is False
