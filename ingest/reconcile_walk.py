@@ -25,7 +25,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import structlog
 from pydantic import ValidationError
@@ -33,7 +32,7 @@ from pydantic import ValidationError
 from contracts import MessageEvent
 from contracts.graph import GraphApiError
 from ingest.acceptance import EventSink
-from ingest.graph_client import GraphClient
+from ingest.graph_client import GraphClient, object_path
 from ingest.graph_messages import graph_seconds, has_details, message_event
 
 log = structlog.get_logger(__name__)
@@ -117,10 +116,14 @@ class Walker:
     # --- one conversation ---------------------------------------------------------------
 
     async def _conversation(self, conversation_id: str) -> None:
+        path = object_path(conversation_id)
+        if path is None:
+            self.tally.errors["invalid_id"] += 1
+            return
         for _ in FIELD_SETS:
             tally = Tally(conversations=1)
             try:
-                await self._messages(conversation_id, tally)
+                await self._messages(path, tally)
                 return
             except GraphApiError as exc:
                 if exc.unknown_field and self._fields.plainer():
@@ -132,10 +135,10 @@ class Walker:
             finally:  # an account-wide error keeps what was counted so far
                 self.tally.add(tally)
 
-    async def _messages(self, conversation_id: str, tally: Tally) -> None:
+    async def _messages(self, path: str, tally: Tally) -> None:
         def first(n: int) -> Awaitable[JsonObject]:
             fields = f"messages.limit({n}){{{self._fields.current}}}"
-            return self._client.get(quote(conversation_id, safe=""), {"fields": fields})
+            return self._client.get(path, {"fields": fields})
 
         position, capped = 0, False
         async for items in self._pages(first, MESSAGES_PER_PAGE, nested="messages"):
@@ -265,9 +268,13 @@ async def fetch_message(
     """`GET /{message-id}`: the message, or None when Meta will not give it: beyond the
     20-message cap or deleted (`skipped_20_cap`), or an error (counted by code) after
     up to three tries of a temporary one."""
+    path = object_path(mid)
+    if path is None:  # `.` or `..`: not an id we can ask for
+        tally.errors["invalid_id"] += 1
+        return None
     for attempt in range(4):
         try:
-            return await client.get(quote(mid, safe=""), {"fields": fields.current})
+            return await client.get(path, {"fields": fields.current})
         except GraphApiError as exc:
             if exc.message_unavailable:
                 tally.skipped_20_cap += 1

@@ -18,6 +18,7 @@ import pytest
 import structlog
 
 from contracts import Event, ReactionEvent
+from contracts.graph import GraphApiError
 from ingest import reconcile_walk
 from ingest.acceptance import Acceptance
 from ingest.admission import Admission
@@ -27,7 +28,7 @@ from ingest.rate_limit import SystemClock
 from ingest.reconcile import Reconciler
 from ingest.reconcile_lease import LeaseStore
 from ingest.reconcile_missing import MissingMessages
-from ingest.reconcile_walk import Tally
+from ingest.reconcile_walk import FieldLadder, Tally, fetch_message
 from ingest.secret import Secret
 from storage.postgres import PostgresBackend
 from tests.doubles.clock import FakeClock
@@ -293,3 +294,65 @@ async def test_a_run_stops_an_account_once_its_call_budget_is_spent(
     assert summary.detail is not None and "budget of 4" in summary.detail
     assert len(world.graph.calls) == 4
     assert (await LeaseStore(world.backend, holder="t").status())[0]["running"] is False
+
+
+# --- the token stays on Meta's hosts, under the versioned path, over the configured scheme ---
+
+
+def the_account() -> GraphAccount:
+    return GraphAccount(ACCOUNT, Secret(TOKEN_A))
+
+
+def recording(sent: list[httpx.URL]) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url)
+        return raw('{"error": {"code": 100, "message": "no"}}', 400)
+
+    return handler
+
+
+async def test_a_paging_next_over_plain_http_is_refused_and_the_token_never_sent_in_clear() -> None:
+    sent: list[httpx.URL] = []
+    (client,) = clients_for(recording(sent), FakeClock(), the_account()).clients
+    with pytest.raises(GraphApiError) as refused:
+        await client.follow("http://graph.facebook.com/v21.0/c1/messages?after=QQ")
+    assert "outside the Graph API" in refused.value.message
+    assert sent == []
+
+
+async def test_a_paging_next_with_the_configured_scheme_is_followed() -> None:
+    sent: list[httpx.URL] = []
+    (client,) = clients_for(recording(sent), FakeClock(), the_account()).clients
+    with pytest.raises(GraphApiError):  # the handler's answer: code 100
+        await client.follow("https://graph.facebook.com/v21.0/c1/messages?after=QQ")
+    assert [u.scheme for u in sent] == ["https"]
+
+
+@pytest.mark.parametrize("odd", ["..", "."])
+async def test_a_message_id_of_dots_is_skipped_as_invalid_id_and_never_requested(odd: str) -> None:
+    sent: list[httpx.URL] = []
+    (client,) = clients_for(recording(sent), FakeClock(), the_account()).clients
+    tally = Tally()
+    assert await fetch_message(client, odd, tally, FieldLadder()) is None
+    assert (sent, dict(tally.errors)) == ([], {"invalid_id": 1})
+    with pytest.raises(GraphApiError):  # and the client itself refuses such a path
+        await client.get(f"{odd}/me", {})
+    assert sent == []
+
+
+async def test_a_conversation_id_of_dots_is_skipped_and_the_walk_goes_on(
+    backend: PostgresBackend,
+) -> None:
+    paths: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        if request.url.path.endswith("/conversations"):
+            data = [{"id": cid, "updated_time": int(time.time())} for cid in ("..", "c2")]
+            return raw(json.dumps({"data": data}))
+        return raw(json.dumps({"messages": {"data": [a_message("m2", int(time.time()))]}}))
+
+    reconciler = mocked(handler, backend, FakeClock(), GraphAccount(ACCOUNT, Secret(TOKEN_A)))
+    (summary,) = await reconciler.run(HOUR)
+    assert (summary.outcome, summary.recovered, summary.errors) == ("done", 1, {"invalid_id": 1})
+    assert all(p.startswith("/v21.0/") for p in paths) and len(paths) == 2
