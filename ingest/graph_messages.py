@@ -58,14 +58,22 @@ def has_details(item: JsonObject) -> bool:
     return isinstance(item.get("from"), dict)
 
 
+class NoCustomer(ValueError):
+    """A message whose customer cannot be told: erasure matches a customer's id, so
+    without one an erased person's message would slip past the tombstone."""
+
+
 def message_event(item: JsonObject, account_id: str) -> MessageEvent:
-    """Raises `pydantic.ValidationError` (or ValueError) for a message no event can hold."""
+    """Raises `pydantic.ValidationError` (or ValueError) for a message no event can hold,
+    `NoCustomer` for one without the customer's id (no `from` id; outbound, no `to` id)."""
     mid = item.get("id")
     if not isinstance(mid, str) or not mid:
         raise ValueError("a message without an id")
     sender = _id(item.get("from"))
     recipients = [_id(person) for person in _listed(item.get("to"))]
     outbound = sender == account_id
+    if sender is None or (outbound and not (recipients and recipients[0])):
+        raise NoCustomer("a message without its customer's id")
     seconds = graph_seconds(item.get("created_time"))
     if seconds is None and item.get("created_time") is not None:
         raise ValueError("a created_time that is not a time")

@@ -23,7 +23,7 @@ import structlog
 from contracts import EditEvent, Event, MessageEvent, ReactionEvent, ReadEvent
 from ingest.acceptance import Acceptance, EventSink, NotAccepted
 from ingest.graph_client import GraphAccountError, GraphClients
-from ingest.graph_messages import message_event
+from ingest.graph_messages import NoCustomer, message_event
 from ingest.rate_limit import Clock
 from ingest.reconcile_walk import FieldLadder, Tally, crash_site, fetch_message
 from storage import Backend, StorageError
@@ -156,6 +156,8 @@ class MissingMessages:
             if item is not None:
                 try:
                     events.append(message_event(item, account))
+                except NoCustomer:  # erasure could not recognise it: not admitted
+                    tally.errors["no_customer"] += 1
                 except Exception:  # pydantic's ValidationError, an odd value: this one only
                     tally.errors["invalid_message"] += 1
         if events:

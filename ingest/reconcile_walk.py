@@ -33,7 +33,7 @@ from contracts import MessageEvent
 from contracts.graph import GraphApiError
 from ingest.acceptance import EventSink
 from ingest.graph_client import GraphClient, object_path
-from ingest.graph_messages import graph_seconds, has_details, message_event
+from ingest.graph_messages import NoCustomer, graph_seconds, has_details, message_event
 
 log = structlog.get_logger(__name__)
 
@@ -172,6 +172,8 @@ class Walker:
             return
         try:
             events.append(message_event(item, self._account))
+        except NoCustomer:
+            tally.errors["no_customer"] += 1
         except (ValidationError, ValueError):
             tally.errors["invalid_message"] += 1
         except Exception as exc:  # an odd value we did not foresee: this message only

@@ -356,3 +356,24 @@ async def test_a_conversation_id_of_dots_is_skipped_and_the_walk_goes_on(
     (summary,) = await reconciler.run(HOUR)
     assert (summary.outcome, summary.recovered, summary.errors) == ("done", 1, {"invalid_id": 1})
     assert all(p.startswith("/v21.0/") for p in paths) and len(paths) == 2
+
+
+# --- erasure needs the customer's id --------------------------------------------------------
+
+
+async def test_a_message_without_its_customers_id_is_not_admitted_so_no_erased_one_slips_in(
+    world: World,
+) -> None:
+    now = int(time.time()) - 120
+    normal = Message(mid(1), CUSTOMER, ACCOUNT, now, text="control")
+    no_to = Message(mid(2), ACCOUNT, CUSTOMER, now + 1, text="reply, to missing",
+                    extra={"to": None})  # fmt: skip
+    no_from_id = Message(mid(3), CUSTOMER, ACCOUNT, now + 2, text="from without id",
+                         extra={"from": {"username": "erased_person"}})  # fmt: skip
+    world.graph.add_conversation(ACCOUNT, [normal, no_to, no_from_id])
+    await world.backend.pool.execute("select ig_forget($1, $2)", CUSTOMER, ACCOUNT)
+    summary = await world.run()
+    assert (summary.recovered, summary.errors) == (0, {"no_customer": 2})  # erased: not new
+    states = {r["dedup_id"]: r["state"] for r in await world.backend.pool.fetch(
+        "select dedup_id, state from ingest_ledger")}  # fmt: skip
+    assert states == {f"ig_msg_{mid(1)}": "erased"}  # the control: the tombstone honoured
