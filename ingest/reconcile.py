@@ -36,6 +36,7 @@ from ingest.graph_client import (
 from ingest.reconcile_lease import LeaseKeeper, LeaseLost, LeaseStore
 from ingest.reconcile_walk import CallBudgetSpent, Tally, Walker, crash_site
 from storage import Backend, StorageError
+from storage.jsonb import RawJson
 
 log = structlog.get_logger(__name__)
 
@@ -78,15 +79,19 @@ class AccountSummary:
 
 
 class KnownIds:
-    """The sink of a dry run: says what admission would say, admits nothing."""
+    """The sink of a dry run: says what admission would say, admits nothing. An erased
+    customer's message is a duplicate there (recorded as `erased`), so it is one here,
+    by the same erasure test (`ig_reconcile_dry_check`)."""
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
 
     async def accept(self, events: Sequence[Event]) -> Acceptance:
         ids = [e.dedup_id for e in events]
-        known = set(await self._backend.call("ingest_known_dedup_ids", {"p_dedup_ids": ids}))
-        fresh = len(set(ids) - known)
+        payload = RawJson("[" + ",".join(e.model_dump_json() for e in events) + "]")
+        answer = await self._backend.call("ig_reconcile_dry_check", {"p_events": payload})
+        settled = set(answer.get("known") or ()) | set(answer.get("erased") or ())
+        fresh = len(set(ids) - settled)
         return Acceptance(new=fresh, duplicate=len(ids) - fresh)
 
 

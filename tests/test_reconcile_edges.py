@@ -377,3 +377,15 @@ async def test_a_message_without_its_customers_id_is_not_admitted_so_no_erased_o
     states = {r["dedup_id"]: r["state"] for r in await world.backend.pool.fetch(
         "select dedup_id, state from ingest_ledger")}  # fmt: skip
     assert states == {f"ig_msg_{mid(1)}": "erased"}  # the control: the tombstone honoured
+
+
+async def test_a_dry_run_counts_an_erased_customers_messages_as_the_real_run_does(
+    world: World,
+) -> None:
+    world.graph.add_conversation(ACCOUNT, thread(3, start=int(time.time()) - 600))
+    world.graph.add_conversation(ACCOUNT, thread(2, number=2, customer="555"))
+    await world.backend.pool.execute("select ig_forget($1, $2)", CUSTOMER, ACCOUNT)
+    dry = await world.run(dry_run=True)
+    assert await world.backend.pool.fetchval("select count(*) from ingest_ledger") == 0
+    real = await world.run()
+    assert (dry.recovered, dry.already_stored) == (real.recovered, real.already_stored) == (2, 3)
