@@ -61,7 +61,9 @@ class CallBudgetSpent(Exception):
 
 @dataclass
 class Tally:
-    """What a walk saw and did; `errors` by Graph code (or `network`, `invalid_message`)."""
+    """What a walk saw and did; `errors` by Graph code, or by reason (`network`,
+    `invalid_answer`, `invalid_message`, `invalid_id`, `no_customer`, `empty_pages`, …).
+    `skipped_20_cap` is a lower bound: only the page where the cap shows is counted."""
 
     conversations: int = 0
     messages_seen: int = 0

@@ -389,3 +389,12 @@ async def test_a_dry_run_counts_an_erased_customers_messages_as_the_real_run_doe
     assert await world.backend.pool.fetchval("select count(*) from ingest_ledger") == 0
     real = await world.run()
     assert (dry.recovered, dry.already_stored) == (real.recovered, real.already_stored) == (2, 3)
+
+
+async def test_skipped_20_cap_is_a_lower_bound_counting_only_the_page_where_the_cap_shows(
+    world: World,
+) -> None:
+    world.graph.add_conversation(ACCOUNT, thread(60, step=30))  # all 60 within the hour
+    summary = await world.run()
+    assert (summary.recovered, summary.skipped_20_cap, summary.messages_seen) == (20, 20, 40)
+    assert len([c for c in world.graph.calls if "conv_1" in c.path]) == 2  # no third page
