@@ -123,9 +123,9 @@ class LeaseKeeper:
                 continue
             except LeaseLost:
                 pass
-            except StorageError as exc:  # the database may be back before the lease ends
-                log.warning("reconcile_lease_not_renewed", account=self._account,
-                            error=str(exc)[:200])  # fmt: skip
+            except Exception as exc:  # the database may be back before the lease ends
+                error = str(exc)[:200] if isinstance(exc, StorageError) else type(exc).__name__
+                log.warning("reconcile_lease_not_renewed", account=self._account, error=error)
                 if self._store.surely_held(self._account):
                     continue
             log.error("reconcile_lease_lost", account=self._account)
