@@ -398,3 +398,28 @@ async def test_skipped_20_cap_is_a_lower_bound_counting_only_the_page_where_the_
     summary = await world.run()
     assert (summary.recovered, summary.skipped_20_cap, summary.messages_seen) == (20, 20, 40)
     assert len([c for c in world.graph.calls if "conv_1" in c.path]) == 2  # no third page
+
+
+@pytest.mark.parametrize("next_url", [
+    "http://graph.instagram.com/v21.0/c/messages?after=1",
+    "https://evil.example/v21.0/c/messages?after=1",
+    "https://graph.instagram.com@evil.example/x?after=1",
+    "https://graph.instagram.com.evil.example/x?after=1",
+    "//evil.example/x?after=1",
+    "file:///etc/passwd",
+])  # fmt: skip
+async def test_a_paging_next_off_meta_hosts_or_off_the_scheme_ends_its_listing_unrequested(
+    backend: PostgresBackend, next_url: str
+) -> None:
+    sent: list[httpx.URL] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url)
+        if request.url.path.endswith("/conversations"):
+            return raw(one_conversation(TOKEN_A))
+        return raw(json.dumps({"messages": {"data": [], "paging": {"next": next_url}}}))
+
+    reconciler = mocked(handler, backend, FakeClock(), the_account())
+    (summary,) = await reconciler.run(HOUR)
+    assert [(u.scheme, u.host) for u in sent] == [("https", "graph.instagram.com")] * 2
+    assert (summary.outcome, summary.errors) == ("done", {"invalid_answer": 1})
