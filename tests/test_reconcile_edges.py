@@ -423,3 +423,21 @@ async def test_a_paging_next_off_meta_hosts_or_off_the_scheme_ends_its_listing_u
     (summary,) = await reconciler.run(HOUR)
     assert [(u.scheme, u.host) for u in sent] == [("https", "graph.instagram.com")] * 2
     assert (summary.outcome, summary.errors) == ("done", {"invalid_answer": 1})
+
+
+async def test_a_run_cancelled_mid_wait_frees_its_lease_and_leaves_no_keeper_behind(
+    backend: PostgresBackend,
+) -> None:
+    graph = GraphApiDouble()
+    graph.add_account(ACCOUNT, TOKEN_A)
+    graph.add_conversation(ACCOUNT, thread(3))
+    graph.fail_next(400, 4, times=2, when="conv_1")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=graph.app)) as http:
+        before = asyncio.all_tasks()
+        run = asyncio.create_task(real_time_reconciler(backend, http, 60).run(HOUR))
+        await asyncio.sleep(0.3)  # waiting out the first rate limit
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+    assert asyncio.all_tasks() - before - {run} == set()
+    assert await lease_of(backend, ACCOUNT) == (False, "interrupted")
