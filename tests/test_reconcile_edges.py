@@ -1,6 +1,8 @@
 """Reconcile against answers Meta should not give, and runs that take long: one odd value
 skips only its message or conversation, an unforeseen exception ends only its account (and
-frees its lease), the lease outlives every wait, and paging stays bounded.
+frees its lease), the lease outlives every wait, paging stays bounded, the token goes only
+to Meta's hosts under the versioned path over GRAPH_API_URL's scheme, and a message no
+erasure could recognise is not admitted (a dry run counts erasure as a real run does).
 
 Most tests answer through `httpx.MockTransport` (raw bodies: `1e400`, control characters),
 with the real admission on a real database.
