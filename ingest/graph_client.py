@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import structlog
@@ -35,6 +35,15 @@ log = structlog.get_logger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 GRAPH_HOSTS = frozenset({"graph.instagram.com", "graph.facebook.com"})
+_NOT_SEGMENTS = frozenset({"", ".", ".."})  # httpx resolves dots: `v21.0/..` is `/`
+
+
+def object_path(object_id: str) -> str | None:
+    """A Graph object id as one path segment (quoted: `/`, `?` and `#` stay in it), or
+    None when it cannot be one: quoting leaves `.` and `..` as they are."""
+    return None if object_id in _NOT_SEGMENTS else quote(object_id, safe="")
+
+
 JsonObject = dict[str, Any]
 
 
@@ -83,6 +92,7 @@ class GraphClient:
         self._config = config or ClientConfig()
         self.limiter = RateLimiter(clock, calls=self._config.calls_per_second)
         self._hosts = GRAPH_HOSTS | {urlsplit(self._base).netloc}
+        self._scheme = urlsplit(self._base).scheme  # https, but for a test's double
         self._account_id = account.account_id
         self.stopped: str | None = None  # why this account is stopped (a token error)
 
@@ -105,16 +115,23 @@ class GraphClient:
         return self._account_id
 
     async def get(self, path: str, params: dict[str, str]) -> JsonObject:
-        """`GET {GRAPH_API_URL}/{path}?…&access_token=…`."""
+        """`GET {GRAPH_API_URL}/{path}?…&access_token=…`; a path that would leave the
+        API's version (a `.` or `..` segment) is refused, never sent."""
+        if any(part in _NOT_SEGMENTS for part in path.split("/")):
+            raise GraphApiError(0, message="a path outside the API version")
         url = httpx.URL(f"{self._base}/{path}").copy_merge_params(params)
         return await self._call(url)
 
     async def follow(self, next_url: str, *, limit: int | None = None) -> JsonObject:
         """A `paging.next` URL as Meta gave it (its cursor, fields, token); only `limit` is
-        replaced when retrying smaller. A URL off Meta's Graph hosts is refused, so the
-        token never goes anywhere else."""
-        url = httpx.URL(next_url)
-        if url.scheme not in ("http", "https") or url.netloc.decode() not in self._hosts:
+        replaced when retrying smaller. A URL off Meta's Graph hosts, or with another
+        scheme than `GRAPH_API_URL`'s (`http:` would carry the token in clear), is
+        refused, so the token never goes anywhere else."""
+        try:
+            url = httpx.URL(next_url)
+        except (httpx.InvalidURL, ValueError, TypeError):  # a control character, say
+            raise GraphApiError(0, message="paging.next is not a URL") from None
+        if url.scheme != self._scheme or url.netloc.decode() not in self._hosts:
             raise GraphApiError(0, message="paging.next points outside the Graph API")
         if limit is not None:
             url = url.copy_set_param("limit", str(limit))
@@ -150,6 +167,8 @@ class GraphClient:
             response = await self._http.get(url)
         except httpx.HTTPError as exc:  # the URL holds the token: only the type is kept
             return {}, GraphApiError(0, transient=True, message=type(exc).__name__), 0.0
+        except httpx.InvalidURL:  # not temporary: the same URL would fail again
+            return {}, GraphApiError(0, message="InvalidURL"), 0.0
         usage = read_usage(response.headers)
         if usage.pause_seconds:
             self.limiter.hold(usage.pause_seconds)

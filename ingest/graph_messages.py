@@ -18,6 +18,7 @@ code where the reference is silent, marked so in graph.md):
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -25,24 +26,30 @@ from contracts import MessageEvent
 
 JsonObject = dict[str, Any]
 _MILLIS_FROM = 10**11  # an epoch beyond this is already in milliseconds
+_LATEST = 253_402_300_800.0  # year 10000: a "time" beyond it (or 1e400, read as inf) is not one
 
 
 def graph_seconds(value: object) -> float | None:
     """A Graph time (ISO 8601 with `+0000`, or an epoch number or digit string) in epoch
-    seconds; None when it is neither."""
+    seconds; None when it is neither, or no real time (JSON's `1e400` is Python's inf)."""
+    seconds: float | None = None
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isdigit() and len(value) < 20:
         value = int(value)
+    if isinstance(value, int) and not -(10**18) < value < 10**18:
+        return None  # a huge int would not even divide into a float
     if isinstance(value, int | float):
-        return value / 1000 if value >= _MILLIS_FROM else float(value)
-    if isinstance(value, str):
+        seconds = value / 1000 if value >= _MILLIS_FROM else float(value)
+    elif isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             return None
-        return parsed.timestamp() if parsed.tzinfo is not None else None
-    return None
+        seconds = parsed.timestamp() if parsed.tzinfo is not None else None
+    if seconds is None or not math.isfinite(seconds) or not 0 <= seconds < _LATEST:
+        return None
+    return seconds
 
 
 def has_details(item: JsonObject) -> bool:
@@ -51,15 +58,25 @@ def has_details(item: JsonObject) -> bool:
     return isinstance(item.get("from"), dict)
 
 
+class NoCustomer(ValueError):
+    """A message whose customer cannot be told: erasure matches a customer's id, so
+    without one an erased person's message would slip past the tombstone."""
+
+
 def message_event(item: JsonObject, account_id: str) -> MessageEvent:
-    """Raises `pydantic.ValidationError` (or ValueError) for a message no event can hold."""
+    """Raises `pydantic.ValidationError` (or ValueError) for a message no event can hold,
+    `NoCustomer` for one without the customer's id (no `from` id; outbound, no `to` id)."""
     mid = item.get("id")
     if not isinstance(mid, str) or not mid:
         raise ValueError("a message without an id")
     sender = _id(item.get("from"))
     recipients = [_id(person) for person in _listed(item.get("to"))]
     outbound = sender == account_id
+    if sender is None or (outbound and not (recipients and recipients[0])):
+        raise NoCustomer("a message without its customer's id")
     seconds = graph_seconds(item.get("created_time"))
+    if seconds is None and item.get("created_time") is not None:
+        raise ValueError("a created_time that is not a time")
     story = _object(item.get("story"))
     reply_to = _object(item.get("reply_to"))
     replied_story = _object(reply_to.get("story")) or _replied_story(story)

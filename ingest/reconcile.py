@@ -33,9 +33,10 @@ from ingest.graph_client import (
     Throttled,
     TokenRejected,
 )
-from ingest.reconcile_lease import LeaseLost, LeaseStore
-from ingest.reconcile_walk import Tally, Walker
+from ingest.reconcile_lease import LeaseKeeper, LeaseLost, LeaseStore
+from ingest.reconcile_walk import CallBudgetSpent, Tally, Walker, crash_site
 from storage import Backend, StorageError
+from storage.jsonb import RawJson
 
 log = structlog.get_logger(__name__)
 
@@ -78,15 +79,19 @@ class AccountSummary:
 
 
 class KnownIds:
-    """The sink of a dry run: says what admission would say, admits nothing."""
+    """The sink of a dry run: says what admission would say, admits nothing. An erased
+    customer's message is a duplicate there (recorded as `erased`), so it is one here,
+    by the same erasure test (`ig_reconcile_dry_check`)."""
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
 
     async def accept(self, events: Sequence[Event]) -> Acceptance:
         ids = [e.dedup_id for e in events]
-        known = set(await self._backend.call("ingest_known_dedup_ids", {"p_dedup_ids": ids}))
-        fresh = len(set(ids) - known)
+        payload = RawJson("[" + ",".join(e.model_dump_json() for e in events) + "]")
+        answer = await self._backend.call("ig_reconcile_dry_check", {"p_events": payload})
+        settled = set(answer.get("known") or ()) | set(answer.get("erased") or ())
+        fresh = len(set(ids) - settled)
         return Acceptance(new=fresh, duplicate=len(ids) - fresh)
 
 
@@ -113,8 +118,23 @@ class Reconciler:
     ) -> list[AccountSummary]:
         """One run over every account (or `account`), looking back `window_seconds`."""
         since = self._wall() - window_seconds
-        runs = [self._account(c, since, account, dry_run) for c in self._clients.clients]
+        runs = [self._guarded(c, since, account, dry_run) for c in self._clients.clients]
         return [s for s in await asyncio.gather(*runs) if s is not None]
+
+    async def _guarded(
+        self, client: GraphClient, since: float, only: str | None, dry_run: bool
+    ) -> AccountSummary | None:
+        """One account's run, whatever happens in it: an exception nobody foresaw ends
+        that account (`failed`, said and counted), never the run or the other accounts."""
+        try:
+            return await self._account(client, since, only, dry_run)
+        except Exception as exc:  # logged by type and place: its text may hold a URL
+            name = client.account_id or client.account.name
+            log.error("reconcile_account_crashed", account=name, error=type(exc).__name__,
+                      where=crash_site(exc))  # fmt: skip
+            summary = AccountSummary(name, "failed", f"unexpected {type(exc).__name__}")
+            summary.errors["unexpected"] = 1
+            return self._told(summary)
 
     async def _account(
         self, client: GraphClient, since: float, only: str | None, dry_run: bool
@@ -159,8 +179,21 @@ class Reconciler:
 
         walker = Walker(client, account_id, since, sink, on_conversation=keep_lease)
         summary = AccountSummary(account_id, "done", dry_run=dry_run)
+        walk = asyncio.create_task(walker.run())
+        keeper = LeaseKeeper(self._lease, account_id, token, on_lost=walk.cancel)
+        keeping = asyncio.create_task(keeper.run())
         try:
-            await walker.run()
+            try:
+                await walk
+            finally:
+                keeping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeping
+        except asyncio.CancelledError:
+            if not keeper.lost:
+                raise  # shutting down: `_account` frees the lease
+            summary.outcome = "failed"
+            summary.detail = "the lease was lost mid-run: stopped, admitting nothing more"
         except GraphAccountError as exc:
             summary.outcome, summary.detail = _outcome(exc), str(exc)
             if isinstance(exc, Throttled):
@@ -171,8 +204,16 @@ class Reconciler:
         except GraphApiError as exc:  # the conversation list itself could not be read
             summary.outcome, summary.detail = "failed", f"conversations not listed ({exc.label})"
             walker.tally.errors[exc.label] += 1
+        except CallBudgetSpent as exc:
+            summary.outcome, summary.detail = "failed", str(exc)
+            walker.tally.errors["call_budget"] += 1
         except (NotAccepted, StorageError, LeaseLost) as exc:
             summary.outcome, summary.detail = "failed", str(exc)[:300]
+        except Exception as exc:  # unforeseen: this account ends, its lease is released
+            log.error("reconcile_account_crashed", account=account_id,
+                      error=type(exc).__name__, where=crash_site(exc))  # fmt: skip
+            summary.outcome, summary.detail = "failed", f"unexpected {type(exc).__name__}"
+            walker.tally.errors["unexpected"] += 1
         return summary.count(walker.tally)
 
     def _told(self, summary: AccountSummary) -> AccountSummary:

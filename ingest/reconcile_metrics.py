@@ -1,7 +1,8 @@
 """Reconcile's Prometheus metrics, in the app's own registry (`ingest.metrics.Metrics`).
 
-Labels are closed sets: outcomes, a Graph error code (or `network`, `invalid_message`),
-`scan` or `missing`. Never an account, user or message ID.
+Labels are closed sets: outcomes, a Graph error code (or one of `network`,
+`invalid_answer`, `invalid_message`, `invalid_id`, `no_customer`, `empty_pages`,
+`call_budget`, `unexpected`), `scan` or `missing`. Never an account, user or message ID.
 """
 
 from __future__ import annotations

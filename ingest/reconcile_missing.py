@@ -23,9 +23,9 @@ import structlog
 from contracts import EditEvent, Event, MessageEvent, ReactionEvent, ReadEvent
 from ingest.acceptance import Acceptance, EventSink, NotAccepted
 from ingest.graph_client import GraphAccountError, GraphClients
-from ingest.graph_messages import message_event
+from ingest.graph_messages import NoCustomer, message_event
 from ingest.rate_limit import Clock
-from ingest.reconcile_walk import FieldLadder, Tally, fetch_message
+from ingest.reconcile_walk import FieldLadder, Tally, crash_site, fetch_message
 from storage import Backend, StorageError
 
 log = structlog.get_logger(__name__)
@@ -127,6 +127,10 @@ class MissingMessages:
                 await self._fill([k for k in keys if self._clients.for_account(k[0])], tally)
             except (StorageError, NotAccepted) as exc:  # a later reconcile run finds them
                 log.warning("missing_messages_not_checked", error=str(exc)[:200])
+            except Exception as exc:  # unforeseen: these mids only, never the task
+                tally.errors["unexpected"] += 1
+                log.error("missing_messages_crashed", error=type(exc).__name__,
+                          where=crash_site(exc))  # fmt: skip
             if self._on_checked is not None:
                 self._on_checked(tally)
         return tally
@@ -152,7 +156,9 @@ class MissingMessages:
             if item is not None:
                 try:
                     events.append(message_event(item, account))
-                except ValueError:  # pydantic's ValidationError included
+                except NoCustomer:  # erasure could not recognise it: not admitted
+                    tally.errors["no_customer"] += 1
+                except Exception:  # pydantic's ValidationError, an odd value: this one only
                     tally.errors["invalid_message"] += 1
         if events:
             acceptance = await self._sink.accept(events)

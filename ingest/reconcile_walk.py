@@ -2,7 +2,10 @@
 
 The Graph API has no time filter, only cursors (`paging.next`, followed as given; an
 empty page may still have one), so the walk stops where times fall below the window:
-a page of conversations all updated before it, a message created before it. Only a
+after a page of conversations all updated before it, or of messages all created before
+it (a page is always read to its end: one message listed out of order must not hide
+newer ones after it). Paging is bounded: a listing ends after 3 empty pages in a row
+(`empty_pages`), and a run makes at most `CALL_BUDGET` calls per account. Only a
 conversation's 20 newest messages come with details; older ones are listed bare and a
 fetch of one answers "deleted" (9000001, unconfirmed: see `contracts.graph`). They are
 counted as `skipped_20_cap` on the page where the cap shows, and the conversation's
@@ -17,11 +20,11 @@ throttling) end the walk.
 
 from __future__ import annotations
 
+import traceback
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import structlog
 from pydantic import ValidationError
@@ -29,8 +32,8 @@ from pydantic import ValidationError
 from contracts import MessageEvent
 from contracts.graph import GraphApiError
 from ingest.acceptance import EventSink
-from ingest.graph_client import GraphClient
-from ingest.graph_messages import graph_seconds, has_details, message_event
+from ingest.graph_client import GraphClient, object_path
+from ingest.graph_messages import NoCustomer, graph_seconds, has_details, message_event
 
 log = structlog.get_logger(__name__)
 
@@ -47,12 +50,20 @@ MESSAGES_PER_PAGE = 20  # details stop at the 20 newest: a bigger page gains not
 DETAILED = 20
 SMALLEST_PAGE = 2
 MAX_PAGES = 500  # per listing: a bound, whatever paging.next does
+EMPTY_PAGES_IN_A_ROW = 3  # then a listing ends: cursors that lead nowhere cost calls only
+CALL_BUDGET = 5000  # per account and run (42 min at 2/s): the rest waits for the next run
 JsonObject = dict[str, Any]
+
+
+class CallBudgetSpent(Exception):
+    """This run made as many Graph calls for the account as it may."""
 
 
 @dataclass
 class Tally:
-    """What a walk saw and did; `errors` by Graph code (or `network`, `invalid_message`)."""
+    """What a walk saw and did; `errors` by Graph code, or by reason (`network`,
+    `invalid_answer`, `invalid_message`, `invalid_id`, `no_customer`, `empty_pages`, …).
+    `skipped_20_cap` is a lower bound: only the page where the cap shows is counted."""
 
     conversations: int = 0
     messages_seen: int = 0
@@ -85,6 +96,7 @@ class Walker:
         self._sink = sink
         self._on_conversation = on_conversation
         self._fields = FieldLadder()
+        self._calls_left = CALL_BUDGET
         self.tally = Tally()
 
     async def run(self) -> Tally:
@@ -106,10 +118,14 @@ class Walker:
     # --- one conversation ---------------------------------------------------------------
 
     async def _conversation(self, conversation_id: str) -> None:
+        path = object_path(conversation_id)
+        if path is None:
+            self.tally.errors["invalid_id"] += 1
+            return
         for _ in FIELD_SETS:
             tally = Tally(conversations=1)
             try:
-                await self._messages(conversation_id, tally)
+                await self._messages(path, tally)
                 return
             except GraphApiError as exc:
                 if exc.unknown_field and self._fields.plainer():
@@ -121,21 +137,21 @@ class Walker:
             finally:  # an account-wide error keeps what was counted so far
                 self.tally.add(tally)
 
-    async def _messages(self, conversation_id: str, tally: Tally) -> None:
+    async def _messages(self, path: str, tally: Tally) -> None:
         def first(n: int) -> Awaitable[JsonObject]:
             fields = f"messages.limit({n}){{{self._fields.current}}}"
-            return self._client.get(quote(conversation_id, safe=""), {"fields": fields})
+            return self._client.get(path, {"fields": fields})
 
         position, capped = 0, False
         async for items in self._pages(first, MESSAGES_PER_PAGE, nested="messages"):
             events: list[MessageEvent] = []
-            older = False
+            in_window = 0
             for item in items:
+                position += 1  # Meta details the 20 newest listed, in the window or not
                 if not self._recent(item.get("created_time")):
-                    older = True
-                    break
+                    continue  # listed out of order, maybe: the rest of the page still counts
+                in_window += 1
                 tally.messages_seen += 1
-                position += 1
                 if capped or (position > DETAILED and not has_details(item)):
                     capped = True
                     tally.skipped_20_cap += 1
@@ -144,12 +160,13 @@ class Walker:
                 else:
                     self._build(await self._one(item, tally), events, tally)
             await self._record(events, tally)
-            if older or capped:
-                return
+            if capped or (items and not in_window):
+                return  # a whole page before the window: the rest is older still
 
     async def _one(self, item: JsonObject, tally: Tally) -> JsonObject | None:
         """A message listed among the 20 newest without details, fetched alone; None
         when Meta will not give it ("deleted": counted with the cap) or fails."""
+        self._spend()
         return await fetch_message(self._client, str(item.get("id")), tally, self._fields)
 
     def _build(self, item: JsonObject | None, events: list[MessageEvent], tally: Tally) -> None:
@@ -157,8 +174,14 @@ class Walker:
             return
         try:
             events.append(message_event(item, self._account))
+        except NoCustomer:
+            tally.errors["no_customer"] += 1
         except (ValidationError, ValueError):
             tally.errors["invalid_message"] += 1
+        except Exception as exc:  # an odd value we did not foresee: this message only
+            tally.errors["invalid_message"] += 1
+            log.warning("reconcile_message_unreadable", error=type(exc).__name__,
+                        where=crash_site(exc))  # fmt: skip
 
     async def _record(self, events: list[MessageEvent], tally: Tally) -> None:
         if events:
@@ -179,9 +202,10 @@ class Walker:
         """Each page's items: the first page, then `paging.next` until there is none.
         A temporary error asks the same page again, smaller."""
         next_url: str | None = None
-        size, seen = limit, set()
+        size, seen, empty = limit, set(), 0
         for _ in range(MAX_PAGES):
             while True:
+                self._spend()
                 try:
                     if next_url is None:
                         body = await first(size)
@@ -198,12 +222,24 @@ class Walker:
             page = body.get(nested, body) if nested else body
             page = page if isinstance(page, dict) else {}
             data = page.get("data")
-            yield [i for i in data if isinstance(i, dict)] if isinstance(data, list) else []
+            items = [i for i in data if isinstance(i, dict)] if isinstance(data, list) else []
+            yield items
             paging = page.get("paging")
             next_url = paging.get("next") if isinstance(paging, dict) else None
             if not isinstance(next_url, str) or next_url in seen:
                 return
             seen.add(next_url)
+            empty = 0 if items else empty + 1
+            if empty >= EMPTY_PAGES_IN_A_ROW:  # fresh cursors, nothing behind them
+                self.tally.errors["empty_pages"] += 1
+                log.warning("reconcile_listing_stopped", reason="empty_pages", pages=empty)
+                return
+
+    def _spend(self) -> None:
+        """One Graph call of this run's budget; `CallBudgetSpent` when none is left."""
+        if self._calls_left <= 0:
+            raise CallBudgetSpent(f"the run's budget of {CALL_BUDGET} Graph calls is spent")
+        self._calls_left -= 1
 
     def _recent(self, value: object) -> bool:
         """At or after the window's start; a time Meta did not give counts as recent."""
@@ -236,9 +272,13 @@ async def fetch_message(
     """`GET /{message-id}`: the message, or None when Meta will not give it: beyond the
     20-message cap or deleted (`skipped_20_cap`), or an error (counted by code) after
     up to three tries of a temporary one."""
+    path = object_path(mid)
+    if path is None:  # `.` or `..`: not an id we can ask for
+        tally.errors["invalid_id"] += 1
+        return None
     for attempt in range(4):
         try:
-            return await client.get(quote(mid, safe=""), {"fields": fields.current})
+            return await client.get(path, {"fields": fields.current})
         except GraphApiError as exc:
             if exc.message_unavailable:
                 tally.skipped_20_cap += 1
@@ -249,3 +289,13 @@ async def fetch_message(
                 tally.errors[exc.label] += 1
                 return None
     return None
+
+
+def crash_site(exc: BaseException) -> str:
+    """Where `exc` was raised (`file.py:line`), for a log line: the exception's own text
+    may quote a URL, and a Graph URL holds the token."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "unknown"
+    last = frames[-1]
+    return f"{last.filename.rsplit('/', 1)[-1]}:{last.lineno}"
