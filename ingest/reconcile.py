@@ -128,11 +128,9 @@ class Reconciler:
         that account (`failed`, said and counted), never the run or the other accounts."""
         try:
             return await self._account(client, since, only, dry_run)
-        except Exception as exc:  # logged by type and place: its text may hold a URL
+        except Exception as exc:
             name = client.account_id or client.account.name
-            log.error("reconcile_account_crashed", account=name, error=type(exc).__name__,
-                      where=crash_site(exc))  # fmt: skip
-            summary = AccountSummary(name, "failed", f"unexpected {type(exc).__name__}")
+            summary = AccountSummary(name, "failed", _crashed(name, exc))
             summary.errors["unexpected"] = 1
             return self._told(summary)
 
@@ -210,9 +208,7 @@ class Reconciler:
         except (NotAccepted, StorageError, LeaseLost) as exc:
             summary.outcome, summary.detail = "failed", str(exc)[:300]
         except Exception as exc:  # unforeseen: this account ends, its lease is released
-            log.error("reconcile_account_crashed", account=account_id,
-                      error=type(exc).__name__, where=crash_site(exc))  # fmt: skip
-            summary.outcome, summary.detail = "failed", f"unexpected {type(exc).__name__}"
+            summary.outcome, summary.detail = "failed", _crashed(account_id, exc)
             walker.tally.errors["unexpected"] += 1
         return summary.count(walker.tally)
 
@@ -236,3 +232,11 @@ def _outcome(exc: GraphAccountError) -> str:
     if isinstance(exc, Throttled):
         return "throttled"
     return "unresolved" if isinstance(exc, AccountUnresolved) else "failed"
+
+
+def _crashed(account: str, exc: Exception) -> str:
+    """Log an unforeseen error by type and place (its text may hold a URL with the
+    token); the summary's detail."""
+    log.error("reconcile_account_crashed", account=account, error=type(exc).__name__,
+              where=crash_site(exc))  # fmt: skip
+    return f"unexpected {type(exc).__name__}"
