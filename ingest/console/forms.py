@@ -6,13 +6,12 @@ takes; what does not parse raises `FormError` with a sentence for the page.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ingest.ops import kill_switch
-from ingest.ops.audit import MAX_NAME
+from ingest.ops.audit import MAX_NAME, has_control
 from ingest.ops.replay import ReplayFilter
 
 STATE_CHOICES = {"held": ("held",), "failed": ("failed",), "both": ("held", "failed")}
@@ -80,7 +79,7 @@ def operator_name(value: str | None) -> str:
     name = " ".join((value or "").split())
     if not 1 <= len(name) <= MAX_NAME:
         raise FormError(f"your name: 1 to {MAX_NAME} characters")
-    if any(unicodedata.category(c).startswith("C") for c in name):
+    if has_control(name):
         raise FormError("your name cannot contain control characters")
     return name
 

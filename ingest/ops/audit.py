@@ -7,6 +7,7 @@ refused), so an operator reading the console sees what `ingestctl` did too.
 from __future__ import annotations
 
 import getpass
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -16,6 +17,12 @@ from storage import Backend
 Door = Literal["cli", "console"]
 DONE = "done"
 MAX_NAME = 100
+
+
+def has_control(text: str) -> bool:
+    """Whether `text` holds a control or format character (a terminal escape, a bidi
+    override): what the trail keeps must read as it was typed, wherever it is shown."""
+    return any(unicodedata.category(c).startswith("C") for c in text)
 
 
 @dataclass(frozen=True, slots=True)

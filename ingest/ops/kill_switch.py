@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,7 @@ def checked_reason(value: str) -> str:
         raise BadReason("say why: the reason is shown to everyone and kept in the audit trail")
     if len(text) > MAX_REASON:
         raise BadReason(f"a reason has at most {MAX_REASON} characters")
-    if any(unicodedata.category(c).startswith("C") for c in text):
+    if audit.has_control(text):
         raise BadReason("a reason cannot contain control or format characters")
     return text
 
