@@ -124,8 +124,8 @@ async def _switch(
 
 def _replay_target(form: FormData) -> tuple[ProblemQuery, replaying.ReplayFilter, str]:
     """The filter a replay form names: the selected events, or all matching the filter."""
-    fields = {k: v for k in ("state", "reason", "since") if (v := form.get(k)) is not None}
-    query = problem_query({k: v for k, v in fields.items() if isinstance(v, str)})
+    fields = {k: v for k in ("state", "reason", "since") if isinstance(v := form.get(k), str)}
+    query = problem_query(fields)
     if text(form, "scope") == "selected":
         return query, query.selected(selected_ids(texts(form, "dedup_id"))), "selected"
     return query, query.filter, "all"
