@@ -23,9 +23,8 @@ import structlog
 from contracts import EditEvent, Event, MessageEvent, ReactionEvent, ReadEvent
 from ingest.acceptance import Acceptance, EventSink, NotAccepted
 from ingest.graph_client import GraphAccountError, GraphClients
-from ingest.graph_messages import NoCustomer, message_event
 from ingest.rate_limit import Clock
-from ingest.reconcile_walk import FieldLadder, Tally, crash_site, fetch_message
+from ingest.reconcile_walk import FieldLadder, Tally, crash_site, fetch_message, read_message
 from storage import Backend, StorageError
 
 log = structlog.get_logger(__name__)
@@ -153,13 +152,8 @@ class MissingMessages:
             except GraphAccountError as exc:
                 log.warning("missing_message_not_fetched", account=account, error=str(exc))
                 continue
-            if item is not None:
-                try:
-                    events.append(message_event(item, account))
-                except NoCustomer:  # erasure could not recognise it: not admitted
-                    tally.errors["no_customer"] += 1
-                except Exception:  # pydantic's ValidationError, an odd value: this one only
-                    tally.errors["invalid_message"] += 1
+            if item is not None and (event := read_message(item, account, tally)):
+                events.append(event)
         if events:
             acceptance = await self._sink.accept(events)
             tally.recovered += acceptance.new

@@ -170,18 +170,8 @@ class Walker:
         return await fetch_message(self._client, str(item.get("id")), tally, self._fields)
 
     def _build(self, item: JsonObject | None, events: list[MessageEvent], tally: Tally) -> None:
-        if item is None:
-            return
-        try:
-            events.append(message_event(item, self._account))
-        except NoCustomer:
-            tally.errors["no_customer"] += 1
-        except (ValidationError, ValueError):
-            tally.errors["invalid_message"] += 1
-        except Exception as exc:  # an odd value we did not foresee: this message only
-            tally.errors["invalid_message"] += 1
-            log.warning("reconcile_message_unreadable", error=type(exc).__name__,
-                        where=crash_site(exc))  # fmt: skip
+        if item is not None and (event := read_message(item, self._account, tally)):
+            events.append(event)
 
     async def _record(self, events: list[MessageEvent], tally: Tally) -> None:
         if events:
@@ -288,6 +278,23 @@ async def fetch_message(
             if not exc.temporary or attempt == 2:
                 tally.errors[exc.label] += 1
                 return None
+    return None
+
+
+def read_message(item: JsonObject, account_id: str, tally: Tally) -> MessageEvent | None:
+    """A Graph message as an event, or None, counted: `no_customer` (erasure could not
+    recognise it, so it is not admitted) or `invalid_message` (no event can hold it, or
+    an odd value nobody foresaw: this message only)."""
+    try:
+        return message_event(item, account_id)
+    except NoCustomer:
+        tally.errors["no_customer"] += 1
+    except (ValidationError, ValueError):
+        tally.errors["invalid_message"] += 1
+    except Exception as exc:
+        tally.errors["invalid_message"] += 1
+        log.warning("reconcile_message_unreadable", error=type(exc).__name__,
+                    where=crash_site(exc))  # fmt: skip
     return None
 
 
