@@ -216,7 +216,7 @@ async def admission_figures(database_url: str, events: int = 10_000) -> dict[str
     same JSON into a table with the same key (the floor for this shape of work)."""
     import asyncpg
 
-    from ingest.parser import parse_delivery
+    from ingest.edge.parser import parse_delivery
 
     body = json.loads(meta_body(0, "admit", events=events))
     payload = json.dumps([e.model_dump(mode="json") for e in parse_delivery(body)])

@@ -30,8 +30,8 @@ from bench.__main__ import meta_body, meta_request
 from bench.serve import BARE_SECRET
 from contracts import MessageEvent
 from ingest.app import create_app
+from ingest.config.env import settings_from_env
 from ingest.logging import configure_logging
-from ingest.settings import Settings
 from storage.embedded import EmbeddedPostgres
 from storage.migrations import apply_migrations
 from tests.doubles.qstash import TOKEN, QStashDouble, free_port, serve
@@ -167,7 +167,7 @@ class Drills:
 
     @asynccontextmanager
     async def app(self, url: str, **env: str) -> AsyncIterator[httpx.AsyncClient]:
-        settings = Settings.from_env(environment(url, self.qstash_url, **env), env_file=None)
+        settings = settings_from_env(environment(url, self.qstash_url, **env), env_file=None)
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

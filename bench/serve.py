@@ -61,10 +61,10 @@ def main() -> None:
         app = qstash_app()
     else:
         from ingest.app import create_app
+        from ingest.config.env import settings_from_env
         from ingest.logging import configure_logging
-        from ingest.settings import Settings
 
-        settings = Settings.from_env(env_file=None)
+        settings = settings_from_env(env_file=None)
         configure_logging(settings.log_level)
         app = create_app(settings)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)

@@ -20,10 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from contracts.events import _EventBase
+from collections.abc import Mapping
+from typing import Any
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 MAX_LENGTH = 1000  # the ledger's primary key and QStash's header stay far below their limits
@@ -85,10 +83,11 @@ def _bounded(prefix: str, rest: str) -> str:
     return prefix + "--" + hashlib.sha256(rest.encode()).hexdigest()
 
 
-def dedup_id(event: _EventBase) -> str:
-    """The QStash deduplication ID and ledger key of one event (one row per kind is
-    pinned in `tests/test_dedup_ids.py`)."""
-    f = vars(event)  # field values by name; every kind has the common fields
+def dedup_id(f: Mapping[str, Any]) -> str:
+    """The QStash deduplication ID and ledger key of one event, from its field values by
+    name (every kind has the common fields; one row per kind is pinned in
+    `tests/test_dedup_ids.py`). It takes a mapping, not the event model, so that this module
+    imports nothing of the contract's and the models call it from one place."""
     kind, account, sender, timestamp = (
         str(f["kind"]),
         f["account_id"],

@@ -112,7 +112,7 @@ class _EventBase(_Model):
     @property
     def dedup_id(self) -> str:
         """Derived, never trusted from input: the one rule lives in `contracts.dedup`."""
-        return dedup_id(self)
+        return dedup_id(vars(self))
 
 
 class MessageEvent(_EventBase):

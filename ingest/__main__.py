@@ -17,9 +17,10 @@ import structlog
 import uvicorn
 
 from ingest.app import create_app
-from ingest.base_url import resolve_base_url
+from ingest.config.base_url import resolve_base_url
+from ingest.config.env import load_or_exit
+from ingest.config.settings import Secret, Settings, SettingsError
 from ingest.logging import configure_logging
-from ingest.settings import Secret, Settings, SettingsError, load_or_exit
 from storage.migrations import apply_migrations
 
 log = structlog.get_logger("ingest")

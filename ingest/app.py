@@ -8,7 +8,7 @@ loop (the database pool, the HTTP client). Nothing is global.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,107 +20,29 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from consumers.enrichment import ProfileEnricher
 from consumers.instagram import ConsumerConfig
 from consumers.instagram import routes as consumer_routes
 from consumers.processing import Processor
 from contracts.http import answer
-from ingest import internal, privacy, retention, webhook
-from ingest.admission import Admission
+from ingest.components import make_backend, make_enricher, make_http_client, make_relay
+from ingest.config.settings import Settings
 from ingest.console import build as build_console
 from ingest.console import routes as console_routes
 from ingest.console import security as console_security
+from ingest.delivery.admission import Admission
+from ingest.delivery.relay import Relay
+from ingest.edge import internal, webhook
+from ingest.lifecycle import privacy, retention
 from ingest.logging import RequestContextMiddleware
 from ingest.metrics import Metrics
 from ingest.metrics import routes as metrics_routes
-from ingest.publisher import PublishConfig, QStashPublisher
-from ingest.reconcile_metrics import ReconcileMetrics
-from ingest.reconcile_service import ReconcileService
-from ingest.relay import Relay, RelayConfig
-from ingest.relay_pass import PassResult
-from ingest.settings import Settings
+from ingest.reconcile.metrics import ReconcileMetrics
+from ingest.reconcile.service import ReconcileService
 from storage import Backend, StorageError
-from storage.postgres import PostgresBackend
-from storage.supabase import SupabaseBackend
 
 log = structlog.get_logger(__name__)
 
 EVENT_OVERHEAD_BYTES = 64 * 1024
-
-
-def make_backend(settings: Settings, http: httpx.AsyncClient | None = None) -> Backend:
-    """Direct Postgres when `DATABASE_URL` is set (fastest), else Supabase's REST `rpc`."""
-    if settings.database_url is not None:
-        return PostgresBackend(settings.database_url.reveal())
-    if settings.supabase_url is not None and settings.supabase_service_role_key is not None:
-        return SupabaseBackend(
-            settings.supabase_url, settings.supabase_service_role_key.reveal(), http
-        )
-    raise RuntimeError(
-        "no database configured: set DATABASE_URL, SUPABASE_URL, or run `python -m ingest` "
-        "which starts the embedded database"
-    )
-
-
-def make_http_client() -> httpx.AsyncClient:
-    """One shared client for outbound calls (Graph API, PostgREST); bounded everywhere."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(10.0, connect=3.0),
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-    )
-
-
-def make_publisher(
-    settings: Settings, base_url: str, http: httpx.AsyncClient
-) -> QStashPublisher | None:
-    """None without `QSTASH_TOKEN`: events are then processed directly, by design."""
-    if settings.qstash_token is None:
-        return None
-    config = PublishConfig(
-        qstash_url=settings.qstash_url,
-        token=settings.qstash_token.reveal(),
-        base_url=base_url,
-        label=settings.qstash_label,
-        budget_seconds=settings.publish_budget_seconds,
-    )
-    return QStashPublisher(http, config)
-
-
-def make_relay(
-    settings: Settings,
-    backend: Backend,
-    processor: Processor,
-    http: httpx.AsyncClient,
-    *,
-    on_pass: Callable[[PassResult], None] | None = None,
-) -> Relay:
-    """The relay as the service runs it (and `ingestctl relay`, `ingestctl replay`)."""
-    base_url = settings.public_base_url or f"http://localhost:{settings.port}"
-    return Relay(
-        backend,
-        settings.safety,
-        publisher=make_publisher(settings, base_url, http),
-        direct=processor.process,
-        config=RelayConfig(
-            lease_seconds=settings.safety.lease_seconds,
-            sweep_seconds=settings.relay_sweep_seconds,
-        ),
-        on_pass=on_pass,
-    )
-
-
-def make_enricher(
-    settings: Settings, backend: Backend, http: httpx.AsyncClient
-) -> ProfileEnricher | None:
-    """None without `INSTAGRAM_ACCESS_TOKEN`: profiles then hold what webhooks tell."""
-    if settings.instagram_access_token is None:
-        return None
-    return ProfileEnricher(
-        backend,
-        http,
-        token=settings.instagram_access_token.reveal(),
-        graph_url=settings.graph_api_url,
-    )
 
 
 def health_routes(backend: Backend) -> list[BaseRoute]:
@@ -286,9 +208,10 @@ def app_from_env() -> Starlette:
     import dataclasses
     import sys
 
-    from ingest.base_url import resolve_base_url
+    from ingest.config.base_url import resolve_base_url
+    from ingest.config.env import load_or_exit
+    from ingest.config.settings import SettingsError
     from ingest.logging import configure_logging
-    from ingest.settings import SettingsError, load_or_exit
 
     settings = load_or_exit()
     configure_logging(settings.log_level)

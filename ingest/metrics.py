@@ -24,9 +24,9 @@ from starlette.routing import BaseRoute, Route
 
 from contracts import Event, EventKind
 from contracts.http import answer
-from ingest.acceptance import Acceptance
-from ingest.relay_pass import PassResult
-from ingest.settings import Secret
+from ingest.config.settings import Secret
+from ingest.delivery.acceptance import Acceptance
+from ingest.delivery.settlement import PassResult
 from storage import StorageError
 
 StatusReader = Callable[[], Awaitable[Mapping[str, Any]]]

@@ -28,7 +28,8 @@ from starlette.applications import Starlette
 if TYPE_CHECKING:
     from tests.supabase_stack import SupabaseStack
 
-from ingest.settings import Settings
+from ingest.config.env import settings_from_env
+from ingest.config.settings import Settings
 from storage.embedded import EmbeddedPostgres
 from storage.migrations import apply_migrations
 from storage.postgres import PostgresBackend
@@ -114,7 +115,7 @@ def make_settings(database_url: str) -> Callable[..., Settings]:
                 env.pop(key, None)
             else:
                 env[key] = value
-        return Settings.from_env(env, env_file=None)
+        return settings_from_env(env, env_file=None)
 
     return make
 

@@ -1,6 +1,6 @@
 """Sign payloads the way Meta does, for tests and tools.
 
-Independent of `ingest.meta_signature` on purpose: a test signer that called the
+Independent of `ingest.edge.signature` on purpose: a test signer that called the
 code under test could never disagree with it.
 """
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from contracts import event_to_json
-from ingest.parser import parse_delivery
+from ingest.edge.parser import parse_delivery
 from storage.postgres import PostgresBackend
 from tests.conftest import BASE_ENV, META_SECRET, PUBLIC_BASE_URL, wait_settled
 from tests.meta import post, wire_bytes

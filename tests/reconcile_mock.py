@@ -9,12 +9,12 @@ from collections.abc import Callable
 
 import httpx
 
-from ingest.admission import Admission
-from ingest.graph_accounts import GraphAccount
-from ingest.graph_client import GraphClients
-from ingest.reconcile import Reconciler
-from ingest.reconcile_lease import LeaseStore
-from ingest.secret import Secret
+from ingest.config.accounts import GraphAccount
+from ingest.config.secret import Secret
+from ingest.delivery.admission import Admission
+from ingest.graph.client import GraphClients
+from ingest.reconcile.lease import LeaseStore
+from ingest.reconcile.run import Reconciler
 from storage.postgres import PostgresBackend
 from tests.doubles.clock import FakeClock
 from tests.reconcile_kit import ACCOUNT, CUSTOMER, OTHER_ACCOUNT, TOKEN_A, TOKEN_B

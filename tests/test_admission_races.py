@@ -11,7 +11,7 @@ import asyncio
 import time
 
 from contracts import EVENT_ADAPTER, Event
-from ingest.parser import parse_delivery
+from ingest.edge.parser import parse_delivery
 from storage.postgres import PostgresBackend
 from tests.meta import text_message
 

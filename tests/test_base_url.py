@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ingest.base_url import ngrok_public_url, resolve_base_url
-from ingest.settings import Settings
+from ingest.config.base_url import ngrok_public_url, resolve_base_url
+from ingest.config.settings import Settings
 from tests.doubles.qstash import free_port, serve
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ingest.app import create_app
-from ingest.settings import Settings
+from ingest.config.settings import Settings
 from storage.embedded import EmbeddedPostgres
 from storage.migrations import discover
 from storage.postgres import PostgresBackend
@@ -121,7 +121,7 @@ async def test_a_replay_that_cannot_store_keeps_the_event_as_failed(
 async def test_relay_once_settles_what_is_pending_and_stops(
     ctl: Callable[..., Any], backend: PostgresBackend
 ) -> None:
-    from ingest.parser import parse_delivery
+    from ingest.edge.parser import parse_delivery
 
     events = [
         e.model_dump(mode="json")

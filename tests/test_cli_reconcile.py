@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ingest.parser import parse_delivery
+from ingest.edge.parser import parse_delivery
 from storage.postgres import PostgresBackend
 from tests.conftest import BASE_ENV
 from tests.doubles.graph_api import GraphApiDouble

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ingest.coalesce import Coalescer
+from ingest.delivery.coalesce import Coalescer
 
 
 class Recorder:

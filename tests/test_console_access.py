@@ -18,9 +18,9 @@ import pytest
 from starlette.applications import Starlette
 
 from ingest.app import create_app
+from ingest.config.settings import Settings
 from ingest.console import ROUTES
 from ingest.console.security import CSP, HEADERS
-from ingest.settings import Settings
 from storage.postgres import PostgresBackend
 from tests.conftest import open_client
 from tests.console import CONSOLE_ENV, CONSOLE_SESSION_SECRET, CONSOLE_TOKEN, csrf_of, sign_in

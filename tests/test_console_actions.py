@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from ingest.app import create_app
-from ingest.settings import Settings
+from ingest.config.settings import Settings
 from storage.postgres import PostgresBackend
 from tests.conftest import BASE_ENV, open_client, wait_settled
 from tests.console import CONSOLE_ENV, sign_in

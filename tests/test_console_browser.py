@@ -32,7 +32,7 @@ from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
 from ingest.app import create_app
-from ingest.settings import Settings
+from ingest.config.env import settings_from_env
 from storage.embedded import EmbeddedPostgres
 from tests.conftest import BASE_ENV, TEMPLATE
 from tests.console import CONSOLE_ENV, CONSOLE_TOKEN
@@ -59,7 +59,7 @@ def server(pg_server: EmbeddedPostgres) -> Iterator[str]:
     url = pg_server.create_database(name, template=TEMPLATE)
     env = {**BASE_ENV, "DATABASE_URL": url, **CONSOLE_ENV}
     env |= {"RELAY_SWEEP_SECONDS": "0.2", "QSTASH_DAILY_MESSAGES": "500"}
-    settings = Settings.from_env(env, env_file=None)
+    settings = settings_from_env(env, env_file=None)
     asyncio.run(_spend_history(url))
     try:
         with serve(create_app(settings), lifespan="on") as base_url:

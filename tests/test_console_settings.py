@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.settings import DEV_CONSOLE_SESSION_SECRET, Settings, SettingsError
+from ingest.config.env import settings_from_env
+from ingest.config.settings import DEV_CONSOLE_SESSION_SECRET, Settings, SettingsError
 from tests.conftest import BASE_ENV
 
 PRODUCTION = {**BASE_ENV, "APP_ENV": "production", "DATABASE_URL": "postgresql://db/x"}
@@ -13,7 +14,7 @@ LONG_SECRET = "a-session-secret-of-at-least-thirty-two-chars"
 
 
 def settings(**env: str) -> Settings:
-    return Settings.from_env(env, env_file=None)
+    return settings_from_env(env, env_file=None)
 
 
 def test_without_a_token_there_is_no_console() -> None:

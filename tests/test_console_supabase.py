@@ -11,7 +11,8 @@ import re
 import httpx
 
 from ingest.app import create_app
-from ingest.settings import Settings
+from ingest.config.env import settings_from_env
+from ingest.config.settings import Settings
 from tests.conftest import BASE_ENV, open_client, wait_settled
 from tests.console import CONSOLE_ENV, sign_in
 from tests.meta import post, text_message
@@ -22,7 +23,7 @@ HTMX = {"HX-Request": "true"}
 
 def console_settings(stack: SupabaseStack) -> Settings:
     env = {**BASE_ENV, "SUPABASE_URL": stack.url, "SUPABASE_SERVICE_ROLE_KEY": SERVICE_ROLE_KEY}
-    return Settings.from_env({**env, **CONSOLE_ENV}, env_file=None)
+    return settings_from_env({**env, **CONSOLE_ENV}, env_file=None)
 
 
 async def test_hold_replay_and_look_up_through_postgrest(supabase: SupabaseStack) -> None:

@@ -18,8 +18,8 @@ from consumers.signature import SignatureWrongKey
 from contracts import EVENT_ADAPTER, Event, event_to_json
 from contracts.http import BodyTooLarge
 from ingest.app import create_app
-from ingest.parser import parse_delivery
-from ingest.settings import Settings
+from ingest.config.settings import Settings
+from ingest.edge.parser import parse_delivery
 from storage import DataRejected, StorageUnavailable
 from storage.postgres import PostgresBackend
 from tests.conftest import PUBLIC_BASE_URL, QSTASH_CURRENT_KEY, QSTASH_NEXT_KEY, open_client

@@ -11,7 +11,7 @@ import pytest
 
 from contracts import EVENT_ADAPTER, EventKind, event_from_json, event_to_json
 from contracts.schema import SCHEMA_PATH, event_schema
-from ingest.parser import parse_delivery
+from ingest.edge.parser import parse_delivery
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "contracts" / "examples").glob("*.json"))

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 
 from ingest.app import create_app
-from ingest.parser import parse_delivery
-from ingest.settings import Settings
+from ingest.config.settings import Settings
+from ingest.edge.parser import parse_delivery
 from storage.postgres import PostgresBackend
 from tests.conftest import BASE_ENV, forward_to_consumer, open_client, wait_settled
 from tests.doubles.qstash import TOKEN

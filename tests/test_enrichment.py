@@ -119,7 +119,7 @@ async def test_permanent_error_waits_the_full_interval(
 
 
 async def test_enrichment_is_wired_when_a_token_is_set(make_settings: Any) -> None:
-    from ingest.app import make_enricher
+    from ingest.components import make_enricher
 
     assert make_enricher(make_settings(), None, None) is None  # type: ignore[arg-type]
     settings = make_settings(INSTAGRAM_ACCESS_TOKEN=TOKEN)

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _variables_read_by_settings() -> set[str]:
-    source = (ROOT / "ingest" / "settings_env.py").read_text()
+    source = "\n".join(p.read_text() for p in sorted((ROOT / "ingest" / "config").glob("*.py")))
     names = set(re.findall(r'"([A-Z][A-Z0-9_]+)"', source)) - {"T"}
     assert {"DATABASE_URL", "META_APP_SECRETS", "QSTASH_TOKEN"} <= names, "settings moved?"
     return names

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from contracts import event_to_json
-from ingest.parser import parse_delivery
+from ingest.edge.parser import parse_delivery
 from storage.postgres import PostgresBackend
 from tests.conftest import PUBLIC_BASE_URL, wait_settled
 from tests.meta import post, wire_bytes

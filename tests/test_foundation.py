@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from ingest.app import create_app
-from ingest.settings import Secret, Settings, SettingsError
+from ingest.config.env import settings_from_env
+from ingest.config.settings import Secret, Settings, SettingsError
 from storage.embedded import EmbeddedPostgres
 from storage.migrations import apply_migrations
 from tests.conftest import BASE_ENV, open_client
@@ -22,24 +23,24 @@ def test_missing_required_variable_outside_development_names_it() -> None:
     env["APP_ENV"] = "production"
     env["DATABASE_URL"] = "postgresql://db.example/ingest"
     with pytest.raises(SettingsError, match="META_VERIFY_TOKEN"):
-        Settings.from_env(env, env_file=None)
+        settings_from_env(env, env_file=None)
 
 
 def test_production_without_any_database_names_both_variables() -> None:
     env = {**BASE_ENV, "APP_ENV": "production"}
     with pytest.raises(SettingsError, match="DATABASE_URL or SUPABASE_URL"):
-        Settings.from_env(env, env_file=None)
+        settings_from_env(env, env_file=None)
 
 
 def test_placeholder_secret_is_refused_in_production() -> None:
     env = {**BASE_ENV, "APP_ENV": "production", "DATABASE_URL": "postgresql://db/x"}
     env["META_VERIFY_TOKEN"] = "changeme"
     with pytest.raises(SettingsError, match=r"META_VERIFY_TOKEN.*placeholder"):
-        Settings.from_env(env, env_file=None)
+        settings_from_env(env, env_file=None)
 
 
 def test_development_runs_on_documented_defaults() -> None:
-    settings = Settings.from_env({"APP_ENV": "development"}, env_file=None)
+    settings = settings_from_env({"APP_ENV": "development"}, env_file=None)
     assert settings.uses_embedded_database
     assert not settings.publishes_to_qstash
     assert settings.port == 8000
@@ -58,20 +59,20 @@ def test_development_runs_on_documented_defaults() -> None:
 )
 def test_malformed_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
-        Settings.from_env({**BASE_ENV, "DATABASE_URL": DB, name: value}, env_file=None)
+        settings_from_env({**BASE_ENV, "DATABASE_URL": DB, name: value}, env_file=None)
 
 
 def test_production_domain_is_an_alias_of_public_base_url() -> None:
     env = {k: v for k, v in BASE_ENV.items() if k != "PUBLIC_BASE_URL"}
     env = {**env, "DATABASE_URL": DB, "PRODUCTION_DOMAIN": "https://a.example/"}
-    settings = Settings.from_env(env, env_file=None)
+    settings = settings_from_env(env, env_file=None)
     assert settings.public_base_url == "https://a.example"
 
 
 def test_env_file_is_read_and_real_environment_wins(tmp_path) -> None:  # type: ignore[no-untyped-def]
     env_file = tmp_path / ".env"
     env_file.write_text("PORT=9001\nQSTASH_LABEL=from-file\n")
-    settings = Settings.from_env(
+    settings = settings_from_env(
         {**BASE_ENV, "DATABASE_URL": DB, "PORT": "9002"}, env_file=env_file
     )
     assert settings.port == 9002
@@ -168,32 +169,32 @@ def test_published_development_values_are_refused_outside_development(
     env_name: str, name: str, value: str
 ) -> None:
     with pytest.raises(SettingsError, match=name):
-        Settings.from_env(_strict(APP_ENV=env_name, **{name: value}), env_file=None)
+        settings_from_env(_strict(APP_ENV=env_name, **{name: value}), env_file=None)
 
 
 @pytest.mark.parametrize("value", [",", " , ,"])
 def test_an_empty_secret_list_is_refused(value: str) -> None:
     with pytest.raises(SettingsError, match="META_APP_SECRETS"):
-        Settings.from_env(_strict(META_APP_SECRETS=value), env_file=None)
+        settings_from_env(_strict(META_APP_SECRETS=value), env_file=None)
 
 
 def test_test_is_as_strict_as_production() -> None:
     bare = {"APP_ENV": "test", "DATABASE_URL": DB}
     with pytest.raises(SettingsError, match="META_APP_SECRETS is required"):
-        Settings.from_env(bare, env_file=None)
+        settings_from_env(bare, env_file=None)
     with pytest.raises(SettingsError, match="DATABASE_URL or SUPABASE_URL"):
-        Settings.from_env({"APP_ENV": "test"}, env_file=None)
-    assert not Settings.from_env(_strict(), env_file=None).development
+        settings_from_env({"APP_ENV": "test"}, env_file=None)
+    assert not settings_from_env(_strict(), env_file=None).development
 
 
 def test_publishing_without_a_public_url_outside_development_names_it() -> None:
-    from ingest.base_url import resolve_base_url
+    from ingest.config.base_url import resolve_base_url
 
     env = {k: v for k, v in _strict(QSTASH_TOKEN="a-real-token").items() if k != "PUBLIC_BASE_URL"}
-    settings = Settings.from_env(env, env_file=None)
+    settings = settings_from_env(env, env_file=None)
     with pytest.raises(SettingsError, match="PUBLIC_BASE_URL"):
         resolve_base_url(settings, ngrok_api="http://127.0.0.1:9/api/tunnels")
-    development = Settings.from_env(
+    development = settings_from_env(
         {"APP_ENV": "development", "QSTASH_TOKEN": "t", "QSTASH_CURRENT_SIGNING_KEY": "k1",
          "QSTASH_NEXT_SIGNING_KEY": "k2"},
         env_file=None,

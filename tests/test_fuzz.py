@@ -30,7 +30,7 @@ from schemathesis.core.parameters import ParameterLocation
 
 from contracts import EVENT_ADAPTER
 from ingest.app import create_app
-from ingest.settings import Settings
+from ingest.config.env import settings_from_env
 from storage.embedded import EmbeddedPostgres
 from tests.conftest import BASE_ENV, INTERNAL_TOKEN, PUBLIC_BASE_URL, QSTASH_CURRENT_KEY, TEMPLATE
 from tests.console import CONSOLE_ENV, sign_in
@@ -60,7 +60,7 @@ def server(pg_server: EmbeddedPostgres) -> Iterator[str]:
     name = "fuzz"
     url = pg_server.create_database(name, template=TEMPLATE)
     env = {**BASE_ENV, **CONSOLE_ENV, "DATABASE_URL": url}  # the app the spec describes
-    app_settings = Settings.from_env(env, env_file=None)
+    app_settings = settings_from_env(env, env_file=None)
     try:
         with serve(create_app(app_settings), lifespan="on") as base_url:
             yield base_url

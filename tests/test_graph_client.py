@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from contracts.graph import GraphApiError
-from ingest.graph_accounts import GraphAccount
-from ingest.graph_client import GraphClient, Throttled, TokenRejected
-from ingest.secret import Secret
+from ingest.config.accounts import GraphAccount
+from ingest.config.secret import Secret
+from ingest.graph.client import GraphClient, Throttled, TokenRejected
 from tests.doubles.clock import FakeClock
 from tests.doubles.graph_api import BASE_URL, GraphApiDouble
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from contracts import MessageEvent
-from ingest.graph_messages import graph_seconds, has_details, message_event
+from ingest.graph.messages import graph_seconds, has_details, message_event
 from tests.reconcile_kit import ACCOUNT, CUSTOMER, mid
 
 LINK = "https://lookaside.fbsbx.com/ig_messaging_cdn/?asset_id=17920786367196703&signature=x"

@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.app import create_app
-from ingest.settings import Settings
+from ingest.config.env import settings_from_env
+from ingest.config.settings import Settings
 from storage.postgres import PostgresBackend
 from tests.conftest import (
     AUTH_INTERNAL,
@@ -241,7 +242,7 @@ async def test_through_supabase_nul_and_surrogates_are_stored_not_refused(
         json.dumps(item("m_sur", "half \ud800")),
         json.dumps(item("m\ud800x")),
     )
-    async for client in open_client(create_app(Settings.from_env(env, env_file=None))):
+    async for client in open_client(create_app(settings_from_env(env, env_file=None))):
         assert (await deliver(client, body)).status_code == 200
         assert await wait_settled(supabase) == {"direct": 3}
     texts = dict(await supabase.fetch("select mid, text from ig_messages"))
@@ -286,7 +287,7 @@ bodies = (
 def live(database_url: str) -> Iterator[tuple[str, str]]:
     """The service on a real port (its relay storing directly), and its database."""
     env = {**BASE_ENV, "DATABASE_URL": database_url}
-    with serve(create_app(Settings.from_env(env, env_file=None)), lifespan="on") as url:
+    with serve(create_app(settings_from_env(env, env_file=None)), lifespan="on") as url:
         yield url, database_url
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from ingest.app import create_app
-from ingest.settings import Settings
+from ingest.config.settings import Settings
 from storage.postgres import PostgresBackend
 from tests.conftest import INTERNAL_TOKEN, open_client, wait_settled
 

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from ingest.meta_signature import (
+from ingest.config.settings import Secret
+from ingest.edge.signature import (
     SignatureMalformed,
     SignatureMismatch,
     SignatureMissing,
     expected_signature,
     verify,
 )
-from ingest.settings import Secret
 from tests.conftest import META_SECRET, META_SECRET_2
 from tests.meta import sign, wire_bytes
 

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from consumers.errors import NON_RETRYABLE_HEADER
 from contracts import event_to_json
 from ingest.app import create_app
-from ingest.settings import Settings
+from ingest.config.settings import Settings
 from storage.postgres import PostgresBackend
 from tests.conftest import open_client, wait_settled
 from tests.meta import post, text_message

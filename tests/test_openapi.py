@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from contracts.schema import openapi_schemas
 from ingest.app import create_app
-from ingest.settings import Settings
+from ingest.config.settings import Settings
 from tests.console import CONSOLE_ENV
 
 SPEC: dict[str, Any] = yaml.safe_load((Path(__file__).parent.parent / "openapi.yaml").read_text())

@@ -22,7 +22,7 @@ from contracts import (
     event_from_json,
     event_to_json,
 )
-from ingest.parser import items_of, parse_delivery
+from ingest.edge.parser import items_of, parse_delivery
 
 FIXTURES = Path(__file__).parent / "fixtures" / "meta"
 EXPECTED: dict[str, list[str]] = json.loads((FIXTURES / "expected_kinds.json").read_text())

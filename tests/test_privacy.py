@@ -14,8 +14,8 @@ import pytest
 
 from contracts import event_to_json
 from ingest.app import create_app
-from ingest.parser import parse_delivery
-from ingest.settings import Settings
+from ingest.config.settings import Settings
+from ingest.edge.parser import parse_delivery
 from storage.postgres import PostgresBackend
 from tests.conftest import PUBLIC_BASE_URL, open_client, wait_settled
 from tests.meta import post

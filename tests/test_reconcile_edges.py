@@ -20,17 +20,17 @@ import pytest
 import structlog
 
 from contracts import Event, ReactionEvent
-from ingest import reconcile_walk
-from ingest.acceptance import Acceptance
-from ingest.admission import Admission
-from ingest.graph_accounts import GraphAccount
-from ingest.graph_client import ClientConfig, GraphClients
-from ingest.rate_limit import SystemClock
-from ingest.reconcile import Reconciler
-from ingest.reconcile_lease import LeaseStore
-from ingest.reconcile_missing import MissingMessages
-from ingest.reconcile_walk import Tally
-from ingest.secret import Secret
+from ingest.config.accounts import GraphAccount
+from ingest.config.secret import Secret
+from ingest.delivery.acceptance import Acceptance
+from ingest.delivery.admission import Admission
+from ingest.graph.client import ClientConfig, GraphClients
+from ingest.graph.rate_limit import SystemClock
+from ingest.reconcile import walk as reconcile_walk
+from ingest.reconcile.fetch import Tally
+from ingest.reconcile.lease import LeaseStore
+from ingest.reconcile.missing import MissingMessages
+from ingest.reconcile.run import Reconciler
 from storage.postgres import PostgresBackend
 from tests.doubles.clock import FakeClock
 from tests.doubles.graph_api import BASE_URL, GraphApiDouble, Message

@@ -16,8 +16,8 @@ import httpx
 
 from contracts import event_from_json
 from ingest.app import create_app
+from ingest.config.settings import Settings
 from ingest.ops.reconcile import run_reconcile
-from ingest.settings import Settings
 from storage.postgres import PostgresBackend
 from tests.conftest import PUBLIC_BASE_URL, QSTASH_CURRENT_KEY, open_client, wait_settled
 from tests.doubles.graph_api import GraphApiDouble, Message

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ingest.settings import Settings, SettingsError
+from ingest.config.settings import Settings, SettingsError
 
 
 def test_nothing_configured_means_no_accounts_and_no_schedule(

@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from contracts.graph import GraphApiError
-from ingest.graph_accounts import GraphAccount
-from ingest.reconcile_walk import FieldLadder, Tally, fetch_message
-from ingest.secret import Secret
+from ingest.config.accounts import GraphAccount
+from ingest.config.secret import Secret
+from ingest.reconcile.fetch import FieldLadder, Tally, fetch_message
 from storage.postgres import PostgresBackend
 from tests.doubles.clock import FakeClock
 from tests.reconcile_kit import ACCOUNT, TOKEN_A

@@ -17,12 +17,12 @@ import httpx
 import pytest
 
 from contracts import event_from_json
-from ingest.admission import Admission
-from ingest.graph_accounts import GraphAccount
-from ingest.graph_client import GraphClients
-from ingest.reconcile import AccountSummary, Reconciler
-from ingest.reconcile_lease import LeaseStore
-from ingest.secret import Secret
+from ingest.config.accounts import GraphAccount
+from ingest.config.secret import Secret
+from ingest.delivery.admission import Admission
+from ingest.graph.client import GraphClients
+from ingest.reconcile.lease import LeaseStore
+from ingest.reconcile.run import AccountSummary, Reconciler
 from storage.postgres import PostgresBackend
 from tests.doubles.clock import FakeClock
 from tests.doubles.graph_api import BASE_URL, GraphApiDouble, Message
@@ -328,7 +328,7 @@ async def test_what_lands_in_the_ledger_is_the_webhooks_message_event(world: Wor
 
 
 def message_event_for(message: Message) -> Any:
-    from ingest.graph_messages import message_event
+    from ingest.graph.messages import message_event
 
     item = {"id": message.mid, "from": {"id": message.sender}, "message": message.text,
             "to": {"data": [{"id": message.recipient}]}, "created_time": message.created}  # fmt: skip

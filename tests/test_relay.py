@@ -19,8 +19,8 @@ from starlette.responses import Response
 
 from contracts import MessageEvent, event_from_json
 from ingest.app import create_app
-from ingest.parser import parse_delivery
-from ingest.settings import Settings
+from ingest.config.settings import Settings
+from ingest.edge.parser import parse_delivery
 from storage.postgres import PostgresBackend
 from tests.conftest import PUBLIC_BASE_URL, forward_to_consumer, open_client, wait_settled
 from tests.doubles.qstash import TOKEN, free_port
@@ -370,8 +370,8 @@ async def test_a_delivery_the_database_cannot_parse_fails_alone(
 ) -> None:
     """Past the edge's own clean-up (which makes such text storable), a refusal of the
     call's data itself is retried per delivery: only the delivery at fault gets 503."""
-    from ingest.acceptance import NotAccepted
-    from ingest.admission import Admission
+    from ingest.delivery.acceptance import NotAccepted
+    from ingest.delivery.admission import Admission
 
     admission = Admission(backend)
     good = [parse_delivery(json.loads(text_message(f"m_ok_{n}")))[0] for n in range(5)]

@@ -8,7 +8,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest import safe_json
+from ingest.edge import safe_json
 
 # Characters around the edges that matter: surrogate halves, U+0000, backslashes, emoji.
 PIECES = st.sampled_from(

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from ingest.app import create_app
-from ingest.settings import Settings
+from ingest.config.settings import Settings
 from storage import DataRejected
 from storage.embedded import EmbeddedPostgres
 from storage.migrations import MIGRATIONS_DIR, apply_migrations
@@ -314,8 +314,8 @@ async def test_rows_held_before_the_upgrade_stay_held_and_replayable(
             await kill_switch(backend, False)
             assert await replay(backend) == 1
             from consumers.processing import Processor
-            from ingest.relay import Relay
-            from ingest.settings import SafetyLimits
+            from ingest.config.settings import SafetyLimits
+            from ingest.delivery.relay import Relay
 
             relay = Relay(
                 backend, SafetyLimits(), publisher=None, direct=Processor(backend).process

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest.release import wait_and_migrate
+from ingest.lifecycle.release import wait_and_migrate
 from storage.migrations import discover
 from tests.doubles.qstash import free_port
 
@@ -49,7 +49,7 @@ def test_service_refuses_to_start_in_production_and_names_the_missing_variable()
 
 
 def test_release_step_refuses_malformed_configuration() -> None:
-    result = _run("ingest.release", {"APP_ENV": "development", "PORT": "http"})
+    result = _run("ingest.lifecycle.release", {"APP_ENV": "development", "PORT": "http"})
     assert result.returncode == 2
     assert "PORT is malformed" in result.stderr
 

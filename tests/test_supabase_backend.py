@@ -18,7 +18,8 @@ import pytest
 from consumers.errors import NON_RETRYABLE_HEADER
 from contracts import event_to_json
 from ingest.app import create_app
-from ingest.settings import Settings
+from ingest.config.env import settings_from_env
+from ingest.config.settings import Settings
 from storage import DataRejected, StorageError, StorageUnavailable
 from storage.supabase import SupabaseBackend
 from tests.conftest import BASE_ENV, forward_to_consumer, open_client, wait_settled
@@ -40,7 +41,7 @@ def calls(supabase: SupabaseStack) -> list[str]:
 
 def supabase_settings(stack: SupabaseStack, key: str = SERVICE_ROLE_KEY) -> Settings:
     env = {**BASE_ENV, "SUPABASE_URL": stack.url, "SUPABASE_SERVICE_ROLE_KEY": key}
-    return Settings.from_env(env, env_file=None)
+    return settings_from_env(env, env_file=None)
 
 
 @pytest.fixture
@@ -88,7 +89,7 @@ async def test_the_qstash_flow_stores_through_supabase_end_to_end(
 ) -> None:
     _, qstash_url = qstash_server
     env = {**BASE_ENV, "SUPABASE_URL": supabase.url, "SUPABASE_SERVICE_ROLE_KEY": SERVICE_ROLE_KEY}
-    settings = Settings.from_env({**env, "QSTASH_TOKEN": TOKEN, "QSTASH_URL": qstash_url}, None)
+    settings = settings_from_env({**env, "QSTASH_TOKEN": TOKEN, "QSTASH_URL": qstash_url}, None)
     async for c in open_client(create_app(settings)):
         response = await post(c, text_message("m_via_qstash", text="through qstash"))
         assert response.json()["new"] == 1
@@ -282,7 +283,7 @@ async def test_the_consumer_answers_an_unreachable_database_with_500(
 ) -> None:
     postgrest, _ = double
     env = {**BASE_ENV, "SUPABASE_URL": "http://project.supabase.test"}
-    settings = Settings.from_env({**env, "SUPABASE_SERVICE_ROLE_KEY": SERVICE_ROLE_KEY}, None)
+    settings = settings_from_env({**env, "SUPABASE_SERVICE_ROLE_KEY": SERVICE_ROLE_KEY}, None)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=postgrest.app))
     (event,) = fixture_events("text_message")
     postgrest.answer_next(503, error_body("PGRST000"), function="ig_apply_event")

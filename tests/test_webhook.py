@@ -11,9 +11,10 @@ import pytest
 from starlette.applications import Starlette
 
 from contracts import Event
-from ingest import webhook
-from ingest.acceptance import Acceptance, NotAccepted
-from ingest.settings import Settings
+from ingest.config.env import settings_from_env
+from ingest.config.settings import Settings
+from ingest.delivery.acceptance import Acceptance, NotAccepted
+from ingest.edge import webhook
 from tests.conftest import BASE_ENV, VERIFY_TOKEN
 from tests.meta import sign, signed_headers, wire_bytes
 
@@ -39,7 +40,7 @@ def sink() -> RecordingSink:
 
 
 def _settings(**overrides: str) -> Settings:
-    return Settings.from_env({**BASE_ENV, "DATABASE_URL": "postgresql://x/y", **overrides}, None)
+    return settings_from_env({**BASE_ENV, "DATABASE_URL": "postgresql://x/y", **overrides}, None)
 
 
 async def _client(sink: RecordingSink, **overrides: str) -> AsyncIterator[httpx.AsyncClient]:

@@ -20,12 +20,12 @@ from starlette.templating import Jinja2Templates
 from starlette.types import Receive, Scope, Send
 
 from contracts.http import answer
+from ingest.config.settings import AppEnv, Settings
 from ingest.console import actions, security, views
 from ingest.console.filters import FILTERS
 from ingest.console.session import Sessions
 from ingest.console.web import Console, public_origin
 from ingest.ops.dlq import Dlq
-from ingest.settings import AppEnv, Settings
 from storage import Backend
 
 GET, POST = "GET", "POST"

@@ -23,7 +23,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingest.settings import ConsoleAccess
+from ingest.config.settings import ConsoleAccess
 
 COOKIE = "ingest_console"
 PATH = "/console"

@@ -15,12 +15,13 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
+from ingest.config.env import load_or_exit
+from ingest.config.settings import Settings
 from ingest.logging import configure_logging
 from ingest.ops import commands
 from ingest.ops.audit import MAX_NAME, os_user
 from ingest.ops.output import TROUBLE, UNAVAILABLE, Failed
 from ingest.ops.relaying import open_backend, relay
-from ingest.settings import Settings, load_or_exit
 from storage import DataRejected, StorageUnavailable
 
 

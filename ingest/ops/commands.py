@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ingest.config.settings import Settings
 from ingest.ops import dlq as dead_letters
 from ingest.ops import kill_switch as switch
 from ingest.ops import replay as replaying
 from ingest.ops.audit import Actor
 from ingest.ops.output import OK, TROUBLE, USAGE, Failed, emit
 from ingest.ops.relaying import relay_until_done
-from ingest.settings import Settings
 from storage import Backend
 
 FAILURE_RATE_WARNING = 0.10
@@ -129,7 +129,7 @@ def _replay_line(data: dict[str, Any]) -> str:
 
 
 async def dlq(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.app import make_http_client
+    from ingest.components import make_http_client
 
     async with make_http_client() as http:
         queue = dead_letters.Dlq.from_settings(settings, http)

@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 import httpx
 
+from ingest.config.settings import Settings
 from ingest.ops import audit
-from ingest.settings import Settings
 from storage import Backend
 
 

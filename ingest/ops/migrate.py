@@ -14,12 +14,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from ingest.config.settings import Settings
 from ingest.ops.output import OK, USAGE, Failed, emit
-from ingest.settings import Settings
 
 
 async def migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.release import wait_and_migrate
+    from ingest.lifecycle.release import wait_and_migrate
 
     if args.list:
         return await list_migrations(args, settings)

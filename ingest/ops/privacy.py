@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ingest.config.settings import Settings
+from ingest.lifecycle.retention import prune as prune_now
 from ingest.ops import audit
 from ingest.ops.output import OK, emit
-from ingest.retention import prune as prune_now
-from ingest.settings import Settings
 from storage import Backend
 
 

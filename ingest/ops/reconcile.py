@@ -15,15 +15,15 @@ import argparse
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ingest.admission import Admission
-from ingest.graph_client import GraphClients
+from ingest.config.settings import Settings
+from ingest.delivery.admission import Admission
+from ingest.graph.client import GraphClients
+from ingest.graph.rate_limit import Clock, SystemClock
 from ingest.ops.output import OK, TROUBLE, USAGE, Failed, emit
 from ingest.ops.relaying import open_backend
-from ingest.rate_limit import Clock, SystemClock
-from ingest.reconcile import AccountSummary
-from ingest.reconcile_lease import LeaseStore
-from ingest.reconcile_service import holder, make_reconciler
-from ingest.settings import Settings
+from ingest.reconcile.lease import LeaseStore
+from ingest.reconcile.run import AccountSummary
+from ingest.reconcile.service import holder, make_reconciler
 from storage import Backend
 
 DEFAULT_HOURS = 24.0
@@ -80,7 +80,7 @@ async def run_reconcile(
 ) -> tuple[list[AccountSummary], dict[str, int]]:
     """One run over the configured accounts, as `ingestctl reconcile` does it; then the
     relay settles what was admitted (`relay`). Returns the summaries and what settled."""
-    from ingest.app import make_http_client
+    from ingest.components import make_http_client
     from ingest.ops.relaying import relay_until_done
 
     http = make_http_client()

@@ -9,17 +9,17 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from ingest.config.settings import Secret, Settings
+from ingest.delivery.relay import Relay
+from ingest.delivery.settlement import PassResult
 from ingest.ops.output import OK, emit
-from ingest.relay import Relay
-from ingest.relay_pass import PassResult
-from ingest.settings import Secret, Settings
 from storage import Backend
 
 
 @asynccontextmanager
 async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
     """The configured database, or the embedded one under `DATA_DIR` (as `make run` uses)."""
-    from ingest.app import make_backend
+    from ingest.components import make_backend
 
     if settings.uses_embedded_database:
         from storage.embedded import EmbeddedPostgres
@@ -54,7 +54,7 @@ async def relay_until_done(backend: Backend, settings: Settings) -> PassResult:
 @asynccontextmanager
 async def _relay(backend: Backend, settings: Settings) -> AsyncIterator[Relay]:
     from consumers.processing import Processor
-    from ingest.app import make_http_client, make_relay
+    from ingest.components import make_http_client, make_relay
 
     http = make_http_client()
     try:

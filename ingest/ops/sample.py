@@ -7,8 +7,8 @@ import json
 
 import httpx
 
+from ingest.config.settings import Settings
 from ingest.ops.output import OK, TROUBLE, UNAVAILABLE, Failed, emit
-from ingest.settings import Settings
 
 SAMPLE = {
     "object": "instagram",
@@ -33,7 +33,7 @@ SAMPLE = {
 
 
 async def send_sample(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.meta_signature import expected_signature
+    from ingest.edge.signature import expected_signature
 
     body = json.dumps(SAMPLE, separators=(",", ":")).encode()
     secret = settings.meta_app_secrets[0].reveal()

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
-from ingest.settings import Secret
+from ingest.config.settings import Secret
 
 HEADER = "X-Hub-Signature-256"
 _PREFIX = "sha256="

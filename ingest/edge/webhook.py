@@ -18,11 +18,11 @@ from starlette.routing import BaseRoute, Route
 
 from contracts import Event, EventKind
 from contracts.http import BodyTooLarge, answer, is_json_content_type, loggable, read_body
-from ingest import meta_signature, safe_json
-from ingest.acceptance import EventSink, hand_over
+from ingest.config.settings import Settings
+from ingest.delivery.acceptance import EventSink, hand_over
+from ingest.edge import safe_json, signature
+from ingest.edge.parser import is_envelope, parse_delivery
 from ingest.metrics import Metrics
-from ingest.parser import is_envelope, parse_delivery
-from ingest.settings import Settings
 
 PATH = "/api/webhooks/instagram"
 
@@ -57,8 +57,8 @@ def routes(settings: Settings, sink: EventSink, metrics: Metrics | None = None) 
         except BodyTooLarge as exc:
             return _reject(413, "too_large", str(exc))
         try:
-            meta_signature.verify(body, request.headers.get(meta_signature.HEADER), secrets)
-        except meta_signature.SignatureError as exc:
+            signature.verify(body, request.headers.get(signature.HEADER), secrets)
+        except signature.SignatureError as exc:
             return _reject(401, "unauthorized", str(exc))
         try:
             loaded = safe_json.loads(body)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from ingest.reconcile import AccountSummary
-from ingest.reconcile_walk import Tally
+from ingest.reconcile.fetch import Tally
+from ingest.reconcile.run import AccountSummary
 
 
 class ReconcileMetrics:

@@ -13,7 +13,7 @@ from collections import Counter
 
 import structlog
 
-from ingest.settings import Retention
+from ingest.config.settings import Retention
 from storage import Backend, StorageError
 
 BATCH = 5_000

@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 import structlog
 
-from ingest.settings import Settings, SettingsError
+from ingest.config.settings import Settings, SettingsError
 
 NGROK_API = "http://127.0.0.1:4040/api/tunnels"
 

@@ -1,9 +1,10 @@
 """A message as the Graph API returns it, made the contract event a webhook would have made.
 
 The message's Graph `id` is the webhook's `mid` (the same string, compared byte for
-byte: /work/research/graph.md §5), so `ig_msg_<mid>` makes the two paths one: whichever
-arrives second is a duplicate at admission. Shapes (Message reference; consumers'
-code where the reference is silent, marked so in graph.md):
+byte), so `ig_msg_<mid>` makes the two paths one: whichever arrives second is a duplicate
+at admission. Shapes (Meta's Conversations API and Message reference, e.g.
+developers.facebook.com/docs/instagram-platform/instagram-api-with-instagram-login/
+conversations-api; consumers' code where the reference is silent, marked so below):
 - `from {id, username}`; `to {data: [{id, username}]}` (a wrapped list); a message
   `from` the account is outbound, one from the account to itself is a self-message;
 - `message`: the text, empty when there is none;

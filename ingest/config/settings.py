@@ -1,6 +1,6 @@
 """Settings: read once from the environment (and `.env`), validated, then passed down.
 
-The shapes live here; `ingest.settings_env` reads them, and is the one place where
+The shapes live here; `ingest.config.env` reads them, and is the one place where
 a variable is parsed. A missing or malformed value raises `SettingsError` naming
 the variable, so start-up stops with a message a person can act on. Secrets are
 wrapped in `Secret` so that no repr, log line or traceback ever shows them.
@@ -8,15 +8,12 @@ wrapped in `Secret` so that no repr, log line or traceback ever shows them.
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from ingest.graph_accounts import GraphAccount
-from ingest.secret import Secret as Secret  # re-exported: one class, two homes
+from ingest.config.accounts import GraphAccount
+from ingest.config.secret import Secret as Secret  # re-exported: one class, two homes
 
 DEV_CONSOLE_SESSION_SECRET = "dev-console-session-secret"  # noqa: S105 - development default
 
@@ -124,24 +121,3 @@ class Settings:
     @property
     def publishes_to_qstash(self) -> bool:
         return self.qstash_token is not None
-
-    @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
-    ) -> Settings:
-        """Build settings from `environ` (default: the process environment) and `env_file`.
-
-        Real environment variables win over the file, as with every dotenv tool.
-        """
-        from ingest.settings_env import read_settings
-
-        return read_settings(os.environ if environ is None else environ, env_file)
-
-
-def load_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
-    """For entry points: the settings, or the message naming the variable and exit status 2."""
-    try:
-        return Settings.from_env(environ)
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None

@@ -34,7 +34,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from contracts.http import BodyTooLarge, answer, read_body
-from ingest.settings import Secret
+from ingest.config.settings import Secret
 from storage import Backend, StorageError
 
 DELETION_PATH = "/api/meta/data-deletion"

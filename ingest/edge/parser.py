@@ -29,8 +29,8 @@ from pydantic import ValidationError
 
 from contracts import EVENT_ADAPTER, Event, UnsupportedEvent
 from contracts.values import MAX_DEPTH, STORABLE, clean_json
-from ingest import items as build
-from ingest.safe_json import exact_dumps, has_marks
+from ingest.edge import items as build
+from ingest.edge.safe_json import exact_dumps, has_marks
 
 JsonDict = dict[str, Any]
 
@@ -79,7 +79,7 @@ def is_envelope(payload: object) -> bool:
 def parse_delivery(payload: object, *, storable: bool = False) -> list[Event]:
     """All events of one delivery, in order. Never raises.
 
-    `storable`: the JSON was checked already (`ingest.safe_json.Loaded.clean`), so raw
+    `storable`: the JSON was checked already (`ingest.edge.safe_json.Loaded.clean`), so raw
     items need no walk to be made storable; without it, every item is checked."""
     if not is_envelope(payload):
         return []

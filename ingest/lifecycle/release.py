@@ -19,8 +19,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from ingest.config.env import load_or_exit
 from ingest.logging import configure_logging
-from ingest.settings import load_or_exit
 from storage.migrations import apply_migrations
 
 log = structlog.get_logger(__name__)

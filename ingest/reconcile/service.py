@@ -20,15 +20,15 @@ from collections.abc import Callable
 import httpx
 import structlog
 
-from ingest.acceptance import EventSink
-from ingest.graph_client import GraphClients
-from ingest.rate_limit import Clock, SystemClock
-from ingest.reconcile import AccountSummary, Reconciler, scheduled_window
-from ingest.reconcile_lease import LeaseStore
-from ingest.reconcile_metrics import ReconcileMetrics
-from ingest.reconcile_missing import MissingMessages, NoticingSink
-from ingest.reconcile_walk import Tally
-from ingest.settings import Settings
+from ingest.config.settings import Settings
+from ingest.delivery.acceptance import EventSink
+from ingest.graph.client import GraphClients
+from ingest.graph.rate_limit import Clock, SystemClock
+from ingest.reconcile.fetch import Tally
+from ingest.reconcile.lease import LeaseStore
+from ingest.reconcile.metrics import ReconcileMetrics
+from ingest.reconcile.missing import MissingMessages, NoticingSink
+from ingest.reconcile.run import AccountSummary, Reconciler, scheduled_window
 from storage import Backend, StorageError
 
 log = structlog.get_logger(__name__)

@@ -1,54 +1,43 @@
 """Reading `Settings` from the environment (and `.env`): every variable parsed once, here.
 
 Only `APP_ENV=development` relaxes anything: documented development defaults for the
-secrets, the embedded database, optional QStash signing keys. Everywhere else a
-placeholder or any published development value (ours, and the QStash dev server's
-credentials) is refused wherever it appears, a list of secrets included.
+secrets, the embedded database, optional QStash signing keys. How one variable is read
+and which values are refused outside development: `ingest.config.reader`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeVar
-from urllib.parse import urlsplit
 
 from starlette.config import Config
 
-from ingest.graph_accounts import GraphAccount, read_accounts
-from ingest.secret import Secret
-from ingest.settings import (
+from ingest.config.accounts import GraphAccount, read_accounts
+from ingest.config.reader import (
+    CONSOLE_SECRET_MIN_LENGTH,
+    CONSOLE_TOKEN_MIN_LENGTH,
+    DEFAULT_GRAPH_API_URL,
+    DEFAULT_LABEL,
+    DEFAULT_QSTASH_URL,
+    DEFAULT_RECONCILE_GRACE_SECONDS,
+    DEV_INTERNAL_TOKEN,
+    DEV_META_SECRET,
+    DEV_VERIFY_TOKEN,
+    Reader,
+    boolean,
+    non_negative,
+    published,
+)
+from ingest.config.secret import Secret
+from ingest.config.settings import (
     DEV_CONSOLE_SESSION_SECRET,
-    AppEnv,
     ConsoleAccess,
     Retention,
     SafetyLimits,
     Settings,
     SettingsError,
-)
-
-T = TypeVar("T")
-
-DEFAULT_QSTASH_URL = "https://qstash.upstash.io"
-DEFAULT_LABEL = "instagram-messaging-event"
-DEFAULT_GRAPH_API_URL = "https://graph.instagram.com/v21.0"
-DEFAULT_RECONCILE_GRACE_SECONDS = 30.0
-DEV_META_SECRET = "dev-meta-app-secret"  # noqa: S105 - a documented development default
-DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105
-DEV_INTERNAL_TOKEN = "dev-internal-token"  # noqa: S105
-# The QStash development server's fixed, published credentials
-# (https://upstash.com/docs/qstash/howto/local-development).
-QSTASH_DEV_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="  # noqa: S105
-QSTASH_DEV_KEYS = ("sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r", "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs")
-CONSOLE_TOKEN_MIN_LENGTH, CONSOLE_SECRET_MIN_LENGTH = 16, 32  # outside development
-
-# Values people paste from examples, and every published development secret: refused
-# outside development wherever they appear (a list of secrets included).
-_PLACEHOLDERS = frozenset(
-    {"", "changeme", "change-me", "secret", "password", "token", "xxx", "todo", "replace-me"}
-)
-_PUBLISHED = frozenset(
-    {DEV_META_SECRET, DEV_VERIFY_TOKEN, DEV_INTERNAL_TOKEN, QSTASH_DEV_TOKEN, *QSTASH_DEV_KEYS}
 )
 
 
@@ -58,95 +47,11 @@ def read_settings(environ: Mapping[str, str], env_file: str | Path | None = ".en
     env_path = Path(env_file) if env_file is not None else None
     if env_path is not None and not env_path.is_file():
         env_path = None
-    return _Reader(Config(env_file=env_path, environ=dict(environ))).settings()
+    return _SettingsReader(Config(env_file=env_path, environ=dict(environ))).settings()
 
 
-def _published(value: str) -> bool:
-    return value.lower() in _PLACEHOLDERS or value in _PUBLISHED
-
-
-def _non_negative(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError(f"must be 0 or more, got {number}")
-    return number
-
-
-def _boolean(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true or false, got {value!r}")
-
-
-class _Reader:
-    """Reads and validates variables; each method names the variable it checks."""
-
-    def __init__(self, config: Config) -> None:
-        self._config = config
-
-    def raw(self, name: str) -> str | None:
-        value = self._config(name, default=None)
-        if value is None or str(value).strip() == "":
-            return None
-        return str(value).strip()
-
-    def typed(self, name: str, parse: Callable[[str], T], default: T) -> T:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            return parse(value)
-        except ValueError as exc:
-            raise SettingsError(f"{name} is malformed: {exc}") from None
-
-    def positive_int(self, name: str, default: int) -> int:
-        value = self.typed(name, int, default)
-        if value <= 0:
-            raise SettingsError(f"{name} must be a positive integer, got {value}")
-        return value
-
-    def positive_float(self, name: str, default: float) -> float:
-        value = self.typed(name, float, default)
-        if not value > 0:
-            raise SettingsError(f"{name} must be a positive number, got {value}")
-        return value
-
-    def non_negative_float(self, name: str, default: float) -> float:
-        value = self.typed(name, float, default)
-        if not value >= 0:
-            raise SettingsError(f"{name} must be 0 or a positive number, got {value}")
-        return value
-
-    def url(self, name: str, default: str | None = None) -> str | None:
-        value = self.raw(name)
-        if value is None:
-            return default
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise SettingsError(f"{name} must be an http(s) URL, got {value!r}")
-        return value.rstrip("/")
-
-    def secret(self, name: str, *, required: bool, dev_default: str | None = None) -> Secret | None:
-        value = self.raw(name)
-        if value is None and self.development and dev_default is not None:
-            return Secret(dev_default)
-        if value is None:
-            if required:
-                raise SettingsError(f"{name} is required (see .env.example)")
-            return None
-        if not self.development and _published(value):
-            raise SettingsError(f"{name} holds a placeholder or a published development value")
-        return Secret(value)
-
-    @property
-    def development(self) -> bool:
-        return self.app_env() is AppEnv.DEVELOPMENT
-
-    def app_env(self) -> AppEnv:
-        return self.typed("APP_ENV", AppEnv, AppEnv.PRODUCTION)
+class _SettingsReader(Reader):
+    """The variables of `Settings`, each read and checked once."""
 
     def meta_secrets(self) -> tuple[Secret, ...]:
         joined = self.secret("META_APP_SECRETS", required=True, dev_default=DEV_META_SECRET)
@@ -154,7 +59,7 @@ class _Reader:
         secrets = tuple(Secret(s.strip()) for s in joined.reveal().split(",") if s.strip())
         if not secrets:
             raise SettingsError("META_APP_SECRETS holds no secret")
-        if not self.development and any(_published(s.reveal()) for s in secrets):
+        if not self.development and any(published(s.reveal()) for s in secrets):
             raise SettingsError(
                 "META_APP_SECRETS holds a placeholder or a published development secret"
             )
@@ -167,7 +72,7 @@ class _Reader:
                 self.secret("INSTAGRAM_ACCESS_TOKENS", required=False),
                 self.secret("INSTAGRAM_ACCESS_TOKEN", required=False),
                 self.raw("INSTAGRAM_ACCOUNT_ID"),
-                refuse=None if self.development else _published,
+                refuse=None if self.development else published,
             )
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
@@ -223,7 +128,7 @@ class _Reader:
                 "QSTASH_NEXT_SIGNING_KEY", required=signing_required
             ),
             qstash_label=label,
-            qstash_leeway_seconds=self.typed("QSTASH_LEEWAY_SECONDS", _non_negative, 30),
+            qstash_leeway_seconds=self.typed("QSTASH_LEEWAY_SECONDS", non_negative, 30),
             publish_budget_seconds=self.positive_float("PUBLISH_BUDGET_SECONDS", 4.0),
             consumer_permanent_status=permanent_status,
             database_url=database_url,
@@ -238,7 +143,7 @@ class _Reader:
                 "RECONCILE_GRACE_SECONDS", DEFAULT_RECONCILE_GRACE_SECONDS
             ),
             metrics_token=self.secret("METRICS_TOKEN", required=False),
-            metrics_public=self.typed("METRICS_PUBLIC", _boolean, False),
+            metrics_public=self.typed("METRICS_PUBLIC", boolean, False),
             console=self.console(),
             safety=self.safety(),
             relay_sweep_seconds=self.positive_float("RELAY_SWEEP_SECONDS", 1.0),
@@ -267,7 +172,7 @@ class _Reader:
             dead_letter_days=self.positive_int(
                 "DEAD_LETTER_RETENTION_DAYS", defaults.dead_letter_days
             ),
-            interval_seconds=self.typed("PRUNE_INTERVAL_SECONDS", _non_negative, 0),
+            interval_seconds=self.typed("PRUNE_INTERVAL_SECONDS", non_negative, 0),
         )
 
     def console(self) -> ConsoleAccess | None:
@@ -296,3 +201,22 @@ class _Reader:
         value = self.secret(name, required=True, dev_default=dev_default)
         assert value is not None
         return value
+
+
+def settings_from_env(
+    environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+) -> Settings:
+    """Settings from `environ` (default: the process environment) and `env_file`.
+
+    Real environment variables win over the file, as with every dotenv tool.
+    """
+    return read_settings(os.environ if environ is None else environ, env_file)
+
+
+def load_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
+    """For entry points: the settings, or the message naming the variable and exit status 2."""
+    try:
+        return settings_from_env(environ)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

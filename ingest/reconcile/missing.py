@@ -21,10 +21,10 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from contracts import EditEvent, Event, MessageEvent, ReactionEvent, ReadEvent
-from ingest.acceptance import Acceptance, EventSink, NotAccepted
-from ingest.graph_client import GraphAccountError, GraphClients
-from ingest.rate_limit import Clock
-from ingest.reconcile_walk import FieldLadder, Tally, crash_site, fetch_message, read_message
+from ingest.delivery.acceptance import Acceptance, EventSink, NotAccepted
+from ingest.graph.client import GraphAccountError, GraphClients
+from ingest.graph.rate_limit import Clock
+from ingest.reconcile.fetch import FieldLadder, Tally, crash_site, fetch_message, read_message
 from storage import Backend, StorageError
 
 log = structlog.get_logger(__name__)

@@ -22,8 +22,8 @@ import structlog
 from pydantic_core import PydanticSerializationError
 
 from contracts import Event
-from ingest.acceptance import Acceptance, NotAccepted
-from ingest.coalesce import Coalescer
+from ingest.delivery.acceptance import Acceptance, NotAccepted
+from ingest.delivery.coalesce import Coalescer
 from storage import Backend, DataRejected, StorageError
 from storage.jsonb import RawJson
 
@@ -72,7 +72,7 @@ class AdmissionResult:
 
 
 class Admission:
-    """Implements `ingest.acceptance.EventSink` for the webhook and the internal route."""
+    """Implements `ingest.delivery.acceptance.EventSink` for the webhook and the internal route."""
 
     def __init__(
         self,

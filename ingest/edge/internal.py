@@ -17,9 +17,9 @@ from starlette.routing import BaseRoute, Route
 
 from contracts import EVENT_ADAPTER, EVENT_LIST_ADAPTER, Event
 from contracts.http import BodyTooLarge, answer, is_json_content_type, read_body
-from ingest import safe_json
-from ingest.acceptance import EventSink, hand_over
-from ingest.settings import Settings
+from ingest.config.settings import Settings
+from ingest.delivery.acceptance import EventSink, hand_over
+from ingest.edge import safe_json
 
 PATH = "/api/internal/ingest-event"
 MAX_EVENTS = 1000

@@ -4,8 +4,9 @@
 throttled at 100) and `X-Business-Use-Case-Usage: {"<object id>": [{"type": "instagram",
 "call_count": 100, "total_cputime": 25, "total_time": 25,
 "estimated_time_to_regain_access": 19}]}`, where the estimate is in MINUTES (Meta's
-rate-limiting page; /work/research/graph.md §6). A header we cannot read says nothing:
-it never fails a call.
+rate-limiting page:
+https://developers.facebook.com/docs/graph-api/overview/rate-limiting). A header we cannot
+read says nothing: it never fails a call.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """Calls per second per account, on a clock the caller hands in.
 
 Meta allows 2 Conversations API calls per second per Instagram professional account
-(/work/research/graph.md §6). Every Graph call of one account, reconcile's and the
-missing-message fetches', goes through that account's `RateLimiter`, so this process
-never exceeds it. Time comes from an injected `Clock`: tests drive a fake one and
-measure the limit without waiting on the wall clock.
+(Meta's rate-limiting page, "Messenger API for Instagram": developers.facebook.com/
+documentation/business-messaging/messenger-platform/overview/rate-limiting).
+Every Graph call of one account, reconcile's and the missing-message fetches', goes
+through that account's `RateLimiter`, so this process never exceeds it. Time comes from an
+injected `Clock`: tests drive a fake one and measure the limit without waiting on the
+wall clock.
 """
 
 from __future__ import annotations

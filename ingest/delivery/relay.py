@@ -32,9 +32,9 @@ import structlog
 from pydantic import ValidationError
 
 from contracts import EVENT_ADAPTER, Event, describe_error
-from ingest.publisher import Accepted, Outcome, Refused
-from ingest.relay_pass import Batch, Direct, PassResult, Settlement
-from ingest.settings import SafetyLimits
+from ingest.config.settings import SafetyLimits
+from ingest.delivery.publisher import Accepted, Outcome, Refused
+from ingest.delivery.settlement import Batch, Direct, PassResult, Settlement
 from storage import Backend, DataRejected, StorageError
 
 log = structlog.get_logger(__name__)

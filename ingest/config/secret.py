@@ -1,7 +1,7 @@
 """`Secret`: a value that never prints (tokens, keys, database URLs).
 
 Kept apart from the settings so that modules the settings use (the Graph accounts)
-can wrap values too; `ingest.settings.Secret` is the same class.
+can wrap values too; `ingest.config.settings.Secret` is the same class.
 """
 
 from __future__ import annotations

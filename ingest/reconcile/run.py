@@ -24,8 +24,8 @@ import structlog
 
 from contracts import Event
 from contracts.graph import GraphApiError
-from ingest.acceptance import Acceptance, EventSink, NotAccepted
-from ingest.graph_client import (
+from ingest.delivery.acceptance import Acceptance, EventSink, NotAccepted
+from ingest.graph.client import (
     AccountUnresolved,
     GraphAccountError,
     GraphClient,
@@ -33,8 +33,9 @@ from ingest.graph_client import (
     Throttled,
     TokenRejected,
 )
-from ingest.reconcile_lease import LeaseKeeper, LeaseLost, LeaseStore
-from ingest.reconcile_walk import CallBudgetSpent, Tally, Walker, crash_site
+from ingest.reconcile.fetch import Tally, crash_site
+from ingest.reconcile.lease import LeaseKeeper, LeaseLost, LeaseStore
+from ingest.reconcile.walk import CallBudgetSpent, Walker
 from storage import Backend, StorageError
 from storage.jsonb import RawJson
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ingest.secret import Secret
+from ingest.config.secret import Secret
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,9 +25,9 @@ import httpx
 import structlog
 
 from contracts.graph import GraphApiError, graph_error
-from ingest.graph_accounts import GraphAccount
-from ingest.graph_usage import read_usage
-from ingest.rate_limit import Clock, RateLimiter
+from ingest.config.accounts import GraphAccount
+from ingest.graph.rate_limit import Clock, RateLimiter
+from ingest.graph.usage import read_usage
 
 log = structlog.get_logger(__name__)
 # httpx logs every request's URL at INFO, and a Graph URL holds the token: whatever logging

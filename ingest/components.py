@@ -1,0 +1,97 @@
+"""What the app factory builds and hands down: the database backend, the one outbound HTTP
+client, the QStash publisher, the relay, the profile enricher.
+
+`ingest.app` wires them into the web app; `ingestctl` builds the same ones for its
+commands (relay, replay, reconcile), so a command and the service never differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from consumers.enrichment import ProfileEnricher
+from consumers.processing import Processor
+from ingest.config.settings import Settings
+from ingest.delivery.publisher import PublishConfig, QStashPublisher
+from ingest.delivery.relay import Relay, RelayConfig
+from ingest.delivery.settlement import PassResult
+from storage import Backend
+from storage.postgres import PostgresBackend
+from storage.supabase import SupabaseBackend
+
+
+def make_backend(settings: Settings, http: httpx.AsyncClient | None = None) -> Backend:
+    """Direct Postgres when `DATABASE_URL` is set (fastest), else Supabase's REST `rpc`."""
+    if settings.database_url is not None:
+        return PostgresBackend(settings.database_url.reveal())
+    if settings.supabase_url is not None and settings.supabase_service_role_key is not None:
+        return SupabaseBackend(
+            settings.supabase_url, settings.supabase_service_role_key.reveal(), http
+        )
+    raise RuntimeError(
+        "no database configured: set DATABASE_URL, SUPABASE_URL, or run `python -m ingest` "
+        "which starts the embedded database"
+    )
+
+
+def make_http_client() -> httpx.AsyncClient:
+    """One shared client for outbound calls (Graph API, PostgREST); bounded everywhere."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, connect=3.0),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+    )
+
+
+def make_publisher(
+    settings: Settings, base_url: str, http: httpx.AsyncClient
+) -> QStashPublisher | None:
+    """None without `QSTASH_TOKEN`: events are then processed directly, by design."""
+    if settings.qstash_token is None:
+        return None
+    config = PublishConfig(
+        qstash_url=settings.qstash_url,
+        token=settings.qstash_token.reveal(),
+        base_url=base_url,
+        label=settings.qstash_label,
+        budget_seconds=settings.publish_budget_seconds,
+    )
+    return QStashPublisher(http, config)
+
+
+def make_relay(
+    settings: Settings,
+    backend: Backend,
+    processor: Processor,
+    http: httpx.AsyncClient,
+    *,
+    on_pass: Callable[[PassResult], None] | None = None,
+) -> Relay:
+    """The relay as the service runs it (and `ingestctl relay`, `ingestctl replay`)."""
+    base_url = settings.public_base_url or f"http://localhost:{settings.port}"
+    return Relay(
+        backend,
+        settings.safety,
+        publisher=make_publisher(settings, base_url, http),
+        direct=processor.process,
+        config=RelayConfig(
+            lease_seconds=settings.safety.lease_seconds,
+            sweep_seconds=settings.relay_sweep_seconds,
+        ),
+        on_pass=on_pass,
+    )
+
+
+def make_enricher(
+    settings: Settings, backend: Backend, http: httpx.AsyncClient
+) -> ProfileEnricher | None:
+    """None without `INSTAGRAM_ACCESS_TOKEN`: profiles then hold what webhooks tell."""
+    if settings.instagram_access_token is None:
+        return None
+    return ProfileEnricher(
+        backend,
+        http,
+        token=settings.instagram_access_token.reveal(),
+        graph_url=settings.graph_api_url,
+    )
