@@ -163,12 +163,14 @@ def create_app(
         )
         return _console_secured(request, refused)
 
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[Middleware(RequestContextMiddleware)],
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: method_not_allowed},
     )
+    app.state.accounts = accounts  # tests and the console reach the token book through it
+    return app
 
 
 def _console_secured(request: Request, response: Response) -> Response:

@@ -50,8 +50,15 @@ class AccountsService:
         connector: Connector | None,
         refresher: Refresher | None,
         refresh_interval_seconds: int,
+        *,
+        meta: MetaAuth,
+        cipher: TokenCipher | None,
+        now: Callable[[], datetime],
     ) -> None:
         self.book = book
+        self.meta = meta
+        self.cipher = cipher
+        self.now = now
         self.connector = connector
         self.refresher = refresher
         self._interval = refresh_interval_seconds
@@ -80,7 +87,8 @@ class AccountsService:
         refresher = None
         if cipher is not None:
             refresher = Refresher(registry, cipher, meta, book, holder=holder(), now=now)
-        return cls(book, connector, refresher, accounts.refresh_interval_seconds)
+        return cls(book, connector, refresher, accounts.refresh_interval_seconds,
+                   meta=meta, cipher=cipher, now=now)  # fmt: skip
 
     async def start(self) -> None:
         """Record the environment's accounts and load every token (before serving, so

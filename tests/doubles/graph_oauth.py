@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -90,7 +91,7 @@ def oauth_routes(double: Any) -> list[Route]:
     # `double.oauth` is read at each call: `reset` replaces it.
 
     async def code_exchange(request: Request) -> Response:
-        form = dict(await request.form())
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
         _record(double, request, None, None)
         o: OAuthDouble = double.oauth
         if (form.get("client_id"), form.get("client_secret")) != (o.app_id, o.app_secret):
