@@ -88,7 +88,7 @@ def create_app(
 
     async def read_status() -> Mapping[str, Any]:
         status: Mapping[str, Any] = await backend.call("ingest_status", {})
-        return status
+        return {**status, "accounts": await backend.call("ig_accounts_overview", {})}
 
     consumer = ConsumerConfig(
         signing_keys=tuple(
@@ -119,7 +119,7 @@ def create_app(
             settings.metrics_token,
             public=settings.metrics_public or settings.development,
         ),
-        *console_routes(build_console(settings, backend, http)),
+        *console_routes(build_console(settings, backend, http, accounts.connect_url)),
     ]
 
     @asynccontextmanager

@@ -20,7 +20,7 @@ import structlog
 from contracts.graph import GraphApiError
 from ingest.accounts.cipher import TokenCipher, TokenUnreadable
 from ingest.accounts.meta import MetaAuth
-from ingest.accounts.registry import ENVIRONMENT, FACEBOOK_PAGE, Registry
+from ingest.accounts.registry import ENVIRONMENT, FACEBOOK_PAGE, INSTAGRAM_LOGIN, Registry
 from ingest.config.accounts import GraphAccount
 from ingest.config.secret import Secret
 from storage import StorageError
@@ -176,11 +176,10 @@ class TokenBook:
             log.warning("account_state_not_recorded", error=type(exc).__name__)
 
     def refreshed(self, account_id: str, token: str) -> None:
-        known = self._connected.get(account_id)
-        if known is not None:
-            self._connected[account_id] = Credential(
-                account_id, Secret(token), known.source, known.graph_url, known.page_id
-            )
+        """An Instagram-Login token this process just refreshed: used from now on."""
+        self._connected[account_id] = Credential(
+            account_id, Secret(token), INSTAGRAM_LOGIN, self._graph
+        )
 
     async def run(self, every_seconds: float = 30.0) -> None:
         """Resolve the unknown environment account, then reload every `every_seconds`

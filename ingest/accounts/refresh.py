@@ -112,17 +112,23 @@ class Refresher:
 class RefreshSchedule:
     """Every instance runs it; the claim lets one refresh each token."""
 
-    def __init__(self, refresher: Refresher, interval_seconds: int) -> None:
+    def __init__(
+        self, refresher: Refresher, interval_seconds: int, *, first_after: float = 15.0
+    ) -> None:
         self._refresher = refresher
         self._interval = interval_seconds
+        self._first_after = min(first_after, interval_seconds)
+        self.passes = 0  # runs finished, whatever their outcome
 
     async def run(self) -> None:
-        await asyncio.sleep(min(15.0, self._interval))
+        """Run after run until cancelled; a failed run is logged, the next one tries again."""
+        await asyncio.sleep(self._first_after)
         while True:
             try:
                 await self._refresher.run()
             except StorageError as exc:
                 log.warning("account_refresh_failed", error=type(exc).__name__)
-            except Exception as exc:
+            except Exception as exc:  # its text may quote a URL: the type only
                 log.error("account_refresh_crashed", error=type(exc).__name__)
+            self.passes += 1
             await asyncio.sleep(self._interval)

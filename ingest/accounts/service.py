@@ -13,7 +13,7 @@ import contextlib
 import html
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import httpx
@@ -89,6 +89,11 @@ class AccountsService:
             refresher = Refresher(registry, cipher, meta, book, holder=holder(), now=now)
         return cls(book, connector, refresher, accounts.refresh_interval_seconds,
                    meta=meta, cipher=cipher, now=now)  # fmt: skip
+
+    @property
+    def connect_url(self) -> Callable[[], Awaitable[str]] | None:
+        """A fresh authorisation URL (the console's button), or None: no connect flow."""
+        return self.connector.authorization_url if self.connector is not None else None
 
     async def start(self) -> None:
         """Record the environment's accounts and load every token (before serving, so
