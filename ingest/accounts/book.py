@@ -69,6 +69,8 @@ class TokenBook:
         )
         self._connected: dict[str, Credential] = {}
         self._unusable: set[str] = set()
+        # No key and no environment token: no token to know of, nothing to read or reload.
+        self.idle = cipher is None and not environment
 
     # --- reading ------------------------------------------------------------------------
 
@@ -101,6 +103,8 @@ class TokenBook:
     async def start(self) -> None:
         """Record the environment's accounts whose id is known, then load what the
         database holds (no call to Meta: start-up never waits on it)."""
+        if self.idle:
+            return
         for credential in list(self._env.values()):
             if not await self._record(credential):
                 return
@@ -184,6 +188,8 @@ class TokenBook:
     async def run(self, every_seconds: float = 30.0) -> None:
         """Resolve the unknown environment account, then reload every `every_seconds`
         until cancelled: other instances' changes."""
+        if self.idle:
+            return
         await self.resolve()
         while True:
             await asyncio.sleep(every_seconds)
