@@ -83,3 +83,20 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0)
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"not within {within} s")
         await asyncio.sleep(0.05)
+
+
+async def ingestctl(settings: Settings, capsys: Any, *argv: str) -> tuple[int, str]:
+    """`ingestctl ARGV` in this process (what `main` does, without a new interpreter):
+    its exit code and stdout."""
+    from ingest.ops.cli import parser, run
+    from ingest.ops.output import Failed
+
+    capsys.readouterr()
+    args = parser().parse_args(argv)
+    args.json = getattr(args, "json", False)
+    try:
+        code = await run(args, settings)
+    except Failed as exc:
+        print(f"ingestctl: {exc}")
+        code = exc.code
+    return code, capsys.readouterr().out

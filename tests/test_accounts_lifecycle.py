@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from ingest.accounts.cipher import TokenCipher
 from ingest.accounts.registry import Registry
 from ingest.app import create_app
@@ -30,12 +32,14 @@ from tests.accounts_kit import (
     account_env,
     account_settings,
     connected,
+    ingestctl,
 )
 from tests.conftest import BASE_ENV, open_client
+from tests.console import CONSOLE_ENV, sign_in
 from tests.doubles.graph_api import GraphApiDouble
 from tests.privacy_kit import callback, request_for, signed_request
 from tests.reconcile_kit import thread
-from tests.test_cli import INGESTCTL, ctl  # noqa: F401 - the fixture
+from tests.test_cli import INGESTCTL
 
 HOUR = 3600.0
 PAGE = "1122334455"
@@ -77,9 +81,10 @@ async def test_deauthorize_deletes_the_token_and_a_connect_makes_the_account_act
         key_id=cipher.current, now=datetime.now(UTC), expires_in=86_400,
         app_user_id=f"app_scoped_{ACCOUNT}",
     )  # fmt: skip
-    app = create_app(account_settings(make_settings, graph_server))
+    app = create_app(account_settings(make_settings, graph_server, **CONSOLE_ENV))
     book = app.state.accounts.book
     async for client in open_client(app):
+        await sign_in(client)
         assert book.credential(ACCOUNT) is not None
         answer = await callback(client, "/api/meta/deauthorize",
                                 signed_request(request_for(f"app_scoped_{ACCOUNT}")))  # fmt: skip
@@ -91,6 +96,8 @@ async def test_deauthorize_deletes_the_token_and_a_connect_makes_the_account_act
         )
         assert gone is not None and gone["token_ciphertext"] is None
         assert (await state_of(backend))["state"] == "deauthorized"
+        section = (await client.get("/console/accounts")).text
+        assert 'id="reauth-17841400000000001"' in section and "its token was deleted" in section
         url = await app.state.accounts.connector.authorization_url()
         state = parse_qs(urlsplit(url).query)["state"][0]
         code = graph_online.oauth.authorize(ACCOUNT, "shop_one")
@@ -125,17 +132,20 @@ async def test_an_unchanged_environment_token_never_revives_an_account_and_a_cha
 
 
 async def test_rotate_key_re_encrypts_every_token_so_the_old_key_can_go(
-    graph_server: tuple[Any, str], backend: PostgresBackend, ctl: Callable[..., Any],  # noqa: F811
+    make_settings: Callable[..., Settings], graph_server: tuple[Any, str],
+    backend: PostgresBackend, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     await connected(backend, ACCOUNT, TOKEN_A, key=KEY)
-    env = account_env(graph_server, TOKEN_ENCRYPTION_KEY=f"{NEW_KEY},{KEY}")
-    done = ctl("accounts", "rotate-key", "--json", "--by", "alice", **env)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["rekeyed"] == 1
+    settings = account_settings(
+        make_settings, graph_server, TOKEN_ENCRYPTION_KEY=f"{NEW_KEY},{KEY}"
+    )
+    code, printed = await ingestctl(settings, capsys, "accounts", "rotate-key", "--json",
+                                    "--by", "alice")  # fmt: skip
+    assert (code, json.loads(printed)["rekeyed"]) == (0, 1)
     row = await backend.pool.fetchrow("select * from ig_accounts where account_id = $1", ACCOUNT)
     assert row is not None
     assert TokenCipher((decode_key(NEW_KEY),)).decrypt(row["token_ciphertext"], ACCOUNT) == TOKEN_A
-    again = json.loads(ctl("accounts", "rotate-key", "--json", **env).stdout)
+    again = json.loads((await ingestctl(settings, capsys, "accounts", "rotate-key", "--json"))[1])
     assert (again["rekeyed"], again["current"]) == (0, 1)
     audit = await backend.pool.fetch("select actor from ingest_audit where action = $1",
                                      "accounts.rotate-key")  # fmt: skip

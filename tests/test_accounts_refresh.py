@@ -29,6 +29,7 @@ from tests.accounts_kit import (
     account_settings,
     connected,
     eventually,
+    ingestctl,
 )
 from tests.doubles.graph_api import GraphApiDouble
 from tests.test_cli import ctl  # noqa: F401 - the fixture
@@ -134,38 +135,42 @@ async def test_a_temporary_error_is_retried_later_and_a_refusal_leaves_the_accou
 async def test_a_token_answering_190_on_refresh_needs_reauth_and_ingestctl_says_so(
     make_settings: Callable[..., Settings], graph_server: tuple[Any, str],
     graph_online: GraphApiDouble, backend: PostgresBackend, http: httpx.AsyncClient,
-    ctl: Callable[..., Any],  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     graph_online.add_account(ACCOUNT, TOKEN_A)
     await connected(backend, ACCOUNT, TOKEN_A, now=T0)
     graph_online.expire(TOKEN_A)
-    refresher = service(account_settings(make_settings, graph_server), backend, http, 55).refresher
+    settings = account_settings(make_settings, graph_server)
+    refresher = service(settings, backend, http, 55).refresher
     assert refresher is not None
     assert [(r.outcome, r.code) for r in await refresher.run()] == [("needs_reauth", 190)]
     assert await refresher.run() == []  # no hammering Meta with a dead token
-    env = account_env(graph_server)
-    status = ctl("status", "--json", **env)
-    assert status.returncode == 0, status.stderr
-    (account,) = json.loads(status.stdout)["accounts"]
+    code, status = await ingestctl(settings, capsys, "status", "--json")
+    assert code == 0, status
+    (account,) = json.loads(status)["accounts"]
     assert (account["account_id"], account["state"]) == (ACCOUNT, "needs_reauth")
-    assert f"account     : {ACCOUNT} NEEDS_REAUTH" in ctl("status", **env).stdout
-    listed = json.loads(ctl("accounts", "--json", **env).stdout)
+    assert (
+        f"account     : {ACCOUNT} NEEDS_REAUTH" in (await ingestctl(settings, capsys, "status"))[1]
+    )
+    listed = json.loads((await ingestctl(settings, capsys, "accounts", "--json"))[1])
     assert {k: listed[0][k] for k in ("account_id", "source", "state")} == {
         "account_id": ACCOUNT, "source": "instagram_login", "state": "needs_reauth",
     }  # fmt: skip
-    assert TOKEN_A not in status.stdout + status.stderr
+    assert TOKEN_A not in status
 
 
 async def test_ingestctl_accounts_refresh_force_refreshes_now(
     make_settings: Callable[..., Settings], graph_server: tuple[Any, str],
     graph_online: GraphApiDouble, backend: PostgresBackend, ctl: Callable[..., Any],  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     graph_online.add_account(ACCOUNT, TOKEN_A)
     await connected(backend, ACCOUNT, TOKEN_A)
-    env = account_env(graph_server)
-    young = ctl("accounts", "refresh", "--json", **env)
-    assert (young.returncode, json.loads(young.stdout)) == (0, [])
-    done = ctl("accounts", "refresh", "--force", "--account", ACCOUNT, "--json", **env)
+    settings = account_settings(make_settings, graph_server)
+    young = await ingestctl(settings, capsys, "accounts", "refresh", "--json")
+    assert (young[0], json.loads(young[1])) == (0, [])
+    done = ctl("accounts", "refresh", "--force", "--account", ACCOUNT, "--json",
+               **account_env(graph_server))  # the real script, once  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert [(r["account_id"], r["outcome"]) for r in json.loads(done.stdout)] == [
         (ACCOUNT, "refreshed"),
