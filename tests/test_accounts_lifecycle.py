@@ -27,11 +27,13 @@ from tests.accounts_kit import (
     CALLBACK,
     KEY,
     NEW_KEY,
+    OTHER_ACCOUNT,
     TOKEN_A,
     TOKEN_B,
     account_env,
     account_settings,
     connected,
+    eventually,
     ingestctl,
 )
 from tests.conftest import BASE_ENV, open_client
@@ -183,3 +185,24 @@ async def test_a_page_token_is_read_from_stdin_stored_encrypted_and_its_page_sub
     del env["TOKEN_ENCRYPTION_KEY"]
     refused = add_page(database_url, env, PAGE_TOKEN)
     assert refused.returncode == 2 and "TOKEN_ENCRYPTION_KEY" in refused.stderr
+
+
+async def test_the_account_of_instagram_access_token_is_asked_from_me_and_recorded(
+    make_settings: Callable[..., Settings], graph_server: tuple[Any, str],
+    graph_online: GraphApiDouble, backend: PostgresBackend,
+) -> None:  # fmt: skip
+    graph_online.add_account(ACCOUNT, TOKEN_A)
+    _, url = graph_server
+    app = create_app(make_settings(INSTAGRAM_ACCESS_TOKEN=TOKEN_A, GRAPH_API_URL=url))
+    book = app.state.accounts.book
+    assert book.bearer_for(OTHER_ACCOUNT) == (TOKEN_A, url)  # unknown yet: serves everyone
+
+    async def recorded() -> bool:
+        return bool(await backend.pool.fetchval("select count(*) from ig_accounts"))
+
+    async for _ in open_client(app):
+        await eventually(recorded)
+    assert (await state_of(backend))["source"] == "environment"
+    assert book.bearer_for(ACCOUNT) == (TOKEN_A, url)
+    assert book.bearer_for(OTHER_ACCOUNT) is None  # known now: only its own account
+    assert graph_online.bearers("/me") == [TOKEN_A]
