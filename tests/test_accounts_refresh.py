@@ -70,7 +70,11 @@ async def test_a_fifty_day_old_token_is_refreshed_once_by_two_instances_running_
     other = PostgresBackend(database_url)  # a second instance: its own pool, its own book
     await other.open()
     instances = [service(settings, b, http, days=50) for b in (backend, other)]
-    schedules = [RefreshSchedule(s.refresher, 3600, first_after=0) for s in instances
+    # Both at once (the claim's row lock decides), then a third while the first instance's
+    # refresh is still under way at Meta (its lease decides).
+    graph_online.oauth.refresh_delay = 0.5
+    schedules = [RefreshSchedule(s.refresher, 3600, first_after=after)
+                 for s, after in zip([*instances, instances[1]], (0, 0, 0.2), strict=True)
                  if s.refresher is not None]  # fmt: skip
     tasks = [asyncio.create_task(s.run()) for s in schedules]
     try:

@@ -17,6 +17,7 @@ Every call is recorded in the double's `calls` with the token it carried.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ class OAuthDouble:
     pages: dict[str, str] = field(default_factory=dict)  # page id → Instagram account
     subscribed: list[tuple[str, str]] = field(default_factory=list)  # (node, fields)
     issued: list[str] = field(default_factory=list)  # every token handed out, in order
+    refresh_delay: float = 0.0  # seconds a refresh takes (two instances overlapping)
     _serial: itertools.count[int] = field(default_factory=itertools.count)
 
     def authorize(self, account_id: str, username: str, *, permissions: str = BOTH,
@@ -126,6 +128,7 @@ def oauth_routes(double: Any) -> list[Route]:
         return _long_lived_answer(double, account)
 
     async def refresh(request: Request) -> Response:
+        await asyncio.sleep(double.oauth.refresh_delay)
         token = request.query_params.get("access_token", "")
         owner = double.tokens.get(token)
         _record(double, request, token or None, owner[0] if owner else None)
