@@ -4,6 +4,7 @@ its webhooks are still admitted and stored."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from tests.conftest import open_client, wait_settled
 from tests.console import CONSOLE_ENV, sign_in
 from tests.doubles.graph_api import GraphApiDouble
 from tests.meta import post
+from tests.reconcile_kit import reaction_to, thread
 
 CUSTOMER_A, CUSTOMER_B, CUSTOMER_C = "1111111111111111", "2222222222222222", "3333333333333333"
 STRANGER_ACCOUNT = "17841400000000009"  # webhooks arrive for it; no token anywhere
@@ -130,3 +132,37 @@ async def test_a_reconnect_from_the_console_gives_a_fresh_authorisation_link(
     audit = await backend.pool.fetchval("select count(*) from ingest_audit where action = $1",
                                         "accounts.connect")  # fmt: skip
     assert audit == 1
+
+
+async def test_the_missing_message_fetch_uses_the_connected_accounts_token_until_a_190(
+    make_settings: Callable[..., Settings], graph_server: tuple[Any, str],
+    graph_online: GraphApiDouble, backend: PostgresBackend,
+) -> None:  # fmt: skip
+    graph_online.add_account(ACCOUNT, TOKEN_A)
+    messages = thread(4)
+    graph_online.add_conversation(ACCOUNT, messages)
+    await connected(backend, ACCOUNT, TOKEN_A)
+    settings = account_settings(make_settings, graph_server, RECONCILE_GRACE_SECONDS="0.2")
+
+    async def fetched(mid: str) -> bool:
+        return bool(graph_online.bearers(f"/{mid}"))
+
+    async for client in open_client(create_app(settings)):
+        assert (await post(client, reaction_to(messages[0].mid))).status_code == 200
+        await eventually(lambda: fetched(messages[0].mid))
+        graph_online.expire(TOKEN_A)
+        assert (await post(client, reaction_to(messages[1].mid))).status_code == 200
+        await eventually(lambda: fetched(messages[1].mid))
+
+        async def needs_reauth() -> bool:
+            state = await backend.pool.fetchval("select state from ig_accounts")
+            return bool(state == "needs_reauth")
+
+        await eventually(needs_reauth)
+        assert (await post(client, reaction_to(messages[2].mid))).status_code == 200
+        await asyncio.sleep(0.5)  # past the grace: nothing is fetched for a dead token
+        await wait_settled(backend)
+    assert graph_online.bearers(f"/{messages[0].mid}") == [TOKEN_A]
+    assert not await fetched(messages[2].mid)
+    stored = await backend.pool.fetchval("select count(*) from ig_reactions")
+    assert stored == 3  # every reaction stored, the dead token's too
