@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import structlog
@@ -31,6 +31,33 @@ FIELDS = (
 log = structlog.get_logger(__name__)
 
 
+class Credentials(Protocol):
+    """Whose token to call the Graph API with, per account."""
+
+    def bearer_for(self, account_id: str) -> tuple[str, str] | None:
+        """(token, Graph API base URL) for `account_id`; None: make no call for it."""
+        ...
+
+    async def rejected(self, account_id: str | None, code: int | None) -> None:
+        """The token was refused (190, 102): give no more calls with it."""
+        ...
+
+
+class OneToken:
+    """One token for every account (a caller that has nothing else); dead once refused."""
+
+    def __init__(self, token: str, graph_url: str) -> None:
+        self._token = token
+        self._graph_url = graph_url
+        self.dead = False
+
+    def bearer_for(self, account_id: str) -> tuple[str, str] | None:
+        return None if self.dead else (self._token, self._graph_url)
+
+    async def rejected(self, account_id: str | None, code: int | None) -> None:
+        self.dead = True
+
+
 def _retry_now(exc: BaseException) -> bool:
     """Within one enrichment: retry transport errors and transient 5xx, not rate limits."""
     if isinstance(exc, httpx.TransportError):
@@ -43,30 +70,34 @@ class ProfileEnricher:
         self,
         backend: Backend,
         http: httpx.AsyncClient,
+        credentials: Credentials | None = None,
         *,
-        token: str,
-        graph_url: str,
+        token: str | None = None,
+        graph_url: str = "",
         interval_seconds: int = 86_400,
         timeout_seconds: float = 5.0,
         pause_seconds: float = 300.0,
     ) -> None:
         self._backend = backend
         self._http = http
-        self._token = token
-        self._graph_url = graph_url.rstrip("/")
+        if credentials is None:
+            assert token is not None, "ProfileEnricher needs credentials or a token"
+            credentials = OneToken(token, graph_url)
+        self.credentials = credentials
         self._interval = interval_seconds
         self._timeout = timeout_seconds
         self._pause = pause_seconds
         self._paused_until = 0.0
-        self.token_invalid = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def schedule(self, event: Event) -> None:
         """The processor's after-store hook: start enrichment, do not wait for it."""
         igsid = _user_of(event)
-        if igsid is None or self.token_invalid or time.monotonic() < self._paused_until:
+        if igsid is None or time.monotonic() < self._paused_until:
             return
-        task = asyncio.create_task(self.enrich(igsid))
+        if self.credentials.bearer_for(event.account_id) is None:
+            return  # no usable token for this account: the message is stored, that is all
+        task = asyncio.create_task(self.enrich(igsid, event.account_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -75,7 +106,10 @@ class ProfileEnricher:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def enrich(self, igsid: str) -> None:
+    async def enrich(self, igsid: str, account_id: str) -> None:
+        bearer = self.credentials.bearer_for(account_id)
+        if bearer is None:
+            return
         try:
             async with asyncio.timeout(self._timeout):
                 claim = await self._backend.call(
@@ -85,15 +119,15 @@ class ProfileEnricher:
                 if not claim["claimed"]:
                     return
                 try:
-                    profile = await self._fetch(igsid)
+                    profile = await self._fetch(igsid, *bearer)
                 except (GraphApiError, httpx.HTTPError, TimeoutError) as exc:
-                    await self._record_failure(igsid, exc)
+                    await self._record_failure(igsid, account_id, exc)
                     return
                 await self._store(igsid, profile, None, retry=False)
         except (StorageError, TimeoutError) as exc:
             log.warning("enrichment_skipped", error=type(exc).__name__)
 
-    async def _fetch(self, igsid: str) -> dict[str, Any]:
+    async def _fetch(self, igsid: str, token: str, graph_url: str) -> dict[str, Any]:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_retry_now),
             wait=wait_exponential(multiplier=0.2, max=1.0),
@@ -102,8 +136,9 @@ class ProfileEnricher:
         ):
             with attempt:
                 response = await self._http.get(
-                    f"{self._graph_url}/{igsid}",
-                    params={"fields": FIELDS, "access_token": self._token},
+                    f"{graph_url.rstrip('/')}/{igsid}",
+                    params={"fields": FIELDS},
+                    headers={"Authorization": f"Bearer {token}"},
                 )
                 if response.is_success:
                     data: dict[str, Any] = response.json()
@@ -111,13 +146,11 @@ class ProfileEnricher:
                 raise _graph_error(response)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _record_failure(self, igsid: str, exc: BaseException) -> None:
+    async def _record_failure(self, igsid: str, account_id: str, exc: BaseException) -> None:
         error = exc if isinstance(exc, GraphApiError) else GraphApiError(status=0, transient=True)
         if error.token_invalid:
-            self.token_invalid = True
-            log.error(
-                "graph_token_invalid", detail="profile calls stopped until the token is replaced"
-            )
+            log.error("graph_token_invalid", account=account_id, detail="calls stopped")
+            await self.credentials.rejected(account_id, error.code)
         elif error.rate_limited:
             self._paused_until = time.monotonic() + self._pause
             log.warning("graph_rate_limited", pause_seconds=self._pause, code=error.code)

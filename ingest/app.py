@@ -24,6 +24,7 @@ from consumers.instagram import ConsumerConfig
 from consumers.instagram import routes as consumer_routes
 from consumers.processing import Processor
 from contracts.http import answer
+from ingest.accounts.service import AccountsService
 from ingest.components import make_backend, make_enricher, make_http_client, make_relay
 from ingest.config.settings import Settings
 from ingest.console import build as build_console
@@ -75,17 +76,19 @@ def create_app(
 
     base_url = settings.public_base_url or f"http://localhost:{settings.port}"
     metrics = Metrics()
-    enricher = make_enricher(settings, backend, http)
+    accounts = AccountsService.build(settings, backend, http)
+    enricher = make_enricher(settings, backend, http, accounts.book)
     processor = Processor(backend, after_store=enricher.schedule if enricher else None)
     relay = make_relay(settings, backend, processor, http, on_pass=metrics.observe_relay_pass)
     admission = Admission(backend, on_new=relay.wake, on_accepted=metrics.observe_acceptance)
     reconcile = ReconcileService.build(
-        settings, backend, http, admission, ReconcileMetrics(metrics.registry)
-    )
+        settings, backend, http, admission, ReconcileMetrics(metrics.registry),
+        source=accounts.book.graph_accounts, on_rejected=accounts.book.rejected,
+    )  # fmt: skip
 
     async def read_status() -> Mapping[str, Any]:
         status: Mapping[str, Any] = await backend.call("ingest_status", {})
-        return status
+        return {**status, "accounts": await backend.call("ig_accounts_overview", {})}
 
     consumer = ConsumerConfig(
         signing_keys=tuple(
@@ -108,6 +111,7 @@ def create_app(
         ),
         *internal.routes(settings, admission),
         *privacy.routes(backend, settings.meta_app_secrets, base_url),
+        *accounts.routes(),
         *consumer_routes(consumer, processor, backend, metrics.observe_consumer_status),
         *metrics_routes(
             metrics,
@@ -115,13 +119,13 @@ def create_app(
             settings.metrics_token,
             public=settings.metrics_public or settings.development,
         ),
-        *console_routes(build_console(settings, backend, http)),
+        *console_routes(build_console(settings, backend, http, accounts.connect_url)),
     ]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await backend.open()
-        await _record_accounts(backend, settings)
+        await accounts.start()
         relaying = asyncio.create_task(relay.run(), name="relay")
         pruning = (
             asyncio.create_task(retention.run(backend, settings.retention), name="prune")
@@ -140,6 +144,7 @@ def create_app(
         finally:
             if pruning is not None:
                 pruning.cancel()
+            await accounts.stop()
             if reconcile is not None:
                 await reconcile.stop()
             await _stop_relay(relay, relaying)
@@ -158,12 +163,14 @@ def create_app(
         )
         return _console_secured(request, refused)
 
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[Middleware(RequestContextMiddleware)],
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: method_not_allowed},
     )
+    app.state.accounts = accounts  # tests and the console reach the token book through it
+    return app
 
 
 def _console_secured(request: Request, response: Response) -> Response:
@@ -171,22 +178,6 @@ def _console_secured(request: Request, response: Response) -> Response:
     if request.url.path.startswith("/console"):
         return console_security.secure(response)
     return response
-
-
-async def _record_accounts(backend: Backend, settings: Settings) -> None:
-    """Accounts whose token is configured join `ig_accounts` (Meta's data-deletion and
-    deauthorize callbacks look accounts up there); `ingestctl accounts add` maps their
-    app user id. The database may still be starting: the next start tries again."""
-    for account in settings.graph_accounts:
-        if account.account_id is None:
-            continue
-        try:
-            await backend.call(
-                "ig_add_account", {"p_account": account.account_id, "p_reconnect": False}
-            )
-        except StorageError as exc:
-            log.warning("account_not_recorded", error=type(exc).__name__)
-            return
 
 
 async def _stop_relay(relay: Relay, task: asyncio.Task[None], grace: float = 10.0) -> None:

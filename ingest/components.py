@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import httpx
 
-from consumers.enrichment import ProfileEnricher
+from consumers.enrichment import Credentials, OneToken, ProfileEnricher
 from consumers.processing import Processor
 from ingest.config.settings import Settings
 from ingest.delivery.publisher import PublishConfig, QStashPublisher
@@ -84,14 +84,19 @@ def make_relay(
 
 
 def make_enricher(
-    settings: Settings, backend: Backend, http: httpx.AsyncClient
+    settings: Settings,
+    backend: Backend,
+    http: httpx.AsyncClient,
+    credentials: Credentials | None = None,
 ) -> ProfileEnricher | None:
-    """None without `INSTAGRAM_ACCESS_TOKEN`: profiles then hold what webhooks tell."""
-    if settings.instagram_access_token is None:
+    """None without a token anywhere (environment, or a key to store connected accounts'):
+    profiles then hold what webhooks tell. `credentials`: each account's own token (the
+    account registry's book); without it, `INSTAGRAM_ACCESS_TOKEN` for everyone."""
+    if not (settings.graph_accounts or settings.accounts.stores_tokens):
         return None
-    return ProfileEnricher(
-        backend,
-        http,
-        token=settings.instagram_access_token.reveal(),
-        graph_url=settings.graph_api_url,
-    )
+    if credentials is None:
+        if settings.instagram_access_token is None:
+            return None
+        token = settings.instagram_access_token.reveal()
+        credentials = OneToken(token, settings.graph_api_url)
+    return ProfileEnricher(backend, http, credentials)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -172,4 +173,29 @@ def _database_gauges(status: Mapping[str, Any] | None) -> bytes:
     if status is not None:
         for name, description, key in _DATABASE_GAUGES:
             Gauge(name, description, registry=registry).set(float(status.get(key) or 0))
+        _account_gauges(registry, status.get("accounts"))
     return generate_latest(registry)
+
+
+ACCOUNT_STATES = ("active", "needs_reauth", "deauthorized")
+
+
+def _account_gauges(registry: CollectorRegistry, accounts: Any) -> None:
+    """`ingest_accounts{state}` and the fewest days any active account's token has left
+    (labelled by state only: no account id is ever a label)."""
+    if not isinstance(accounts, list):
+        return
+    by_state = Gauge("ingest_accounts", "Business accounts by state.", ["state"],
+                     registry=registry)  # fmt: skip
+    for state in ACCOUNT_STATES:
+        by_state.labels(state=state).set(sum(1 for a in accounts if a.get("state") == state))
+    now = datetime.now(UTC)
+    left = [
+        (datetime.fromisoformat(a["expires_at"]) - now).total_seconds() / 86_400
+        for a in accounts
+        if a.get("state") == "active" and a.get("expires_at")
+    ]
+    if left:
+        Gauge("ingest_accounts_token_days_left",
+              "Days until the soonest-expiring active account token expires.",
+              registry=registry).set(round(min(left), 2))  # fmt: skip

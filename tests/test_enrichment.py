@@ -93,7 +93,7 @@ async def test_invalid_token_stops_further_calls(
 ) -> None:
     graph.fail_next(400, 190)
     await store(backend, enricher)
-    assert enricher.token_invalid
+    assert enricher.credentials.bearer_for("17841400000000001") is None
     await store(backend, enricher, "reaction")
     assert len(graph.requests) == 1
     assert await backend.pool.fetchval("select count(*) from ig_messages") == 1

@@ -77,7 +77,7 @@ async def test_an_odd_value_from_meta_skips_only_its_item_and_every_account_fini
     now = int(time.time())
 
     def handler(request: httpx.Request) -> httpx.Response:
-        token = request.url.params["access_token"]
+        token = request.headers["authorization"].removeprefix("Bearer ")
         if request.url.path.endswith("/conversations"):
             return raw(one_conversation(token))
         good = a_message(f"m_{token}", now)
@@ -109,7 +109,7 @@ async def test_an_unforeseen_exception_ends_only_its_account_frees_its_lease_and
     backend: PostgresBackend,
 ) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        token = request.url.params["access_token"]
+        token = request.headers["authorization"].removeprefix("Bearer ")
         if request.url.path.endswith("/conversations"):
             return raw(one_conversation(token))
         return raw(json.dumps({"messages": {"data": [a_message(f"m_{token}", time.time())]}}))

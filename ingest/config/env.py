@@ -15,6 +15,7 @@ from pathlib import Path
 from starlette.config import Config
 
 from ingest.config.accounts import GraphAccount, read_accounts
+from ingest.config.connect_env import read_account_settings
 from ingest.config.reader import (
     CONSOLE_SECRET_MIN_LENGTH,
     CONSOLE_TOKEN_MIN_LENGTH,
@@ -101,9 +102,10 @@ class _SettingsReader(Reader):
             raise SettingsError(
                 f"RECONCILE_INTERVAL_SECONDS must be 0 (off) or more, got {interval}"
             )
-        if interval and not accounts:
+        if interval and not accounts and self.raw("TOKEN_ENCRYPTION_KEY") is None:
             raise SettingsError(
                 "RECONCILE_INTERVAL_SECONDS needs INSTAGRAM_ACCESS_TOKEN or INSTAGRAM_ACCESS_TOKENS"
+                " (or TOKEN_ENCRYPTION_KEY, for accounts connected through the service)"
             )
         if "," in label:
             raise SettingsError("QSTASH_LABEL cannot contain a comma (QStash splits labels on it)")
@@ -148,6 +150,7 @@ class _SettingsReader(Reader):
             safety=self.safety(),
             relay_sweep_seconds=self.positive_float("RELAY_SWEEP_SECONDS", 1.0),
             retention=self.retention(),
+            accounts=read_account_settings(self),
         )
 
     def safety(self) -> SafetyLimits:

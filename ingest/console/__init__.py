@@ -8,7 +8,7 @@ Its actions are `ingest.ops`, the same code `ingestctl` runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,8 @@ ROUTES: tuple[tuple[str, str, Callable[..., Any], bool], ...] = (
     ("/console/dlq/redrive", POST, actions.redrive, False),
     ("/console/lookup", GET, views.lookup, False),
     ("/console/audit", GET, views.audit, False),
+    ("/console/accounts", GET, views.accounts, False),
+    ("/console/accounts/connect", POST, actions.connect_account, False),
 )
 
 
@@ -62,8 +64,14 @@ def templates() -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
-def build(settings: Settings, backend: Backend, http: httpx.AsyncClient) -> Console | None:
-    """The console's dependencies, or None when `CONSOLE_TOKEN` is unset."""
+def build(
+    settings: Settings,
+    backend: Backend,
+    http: httpx.AsyncClient,
+    connect: Callable[[], Awaitable[str]] | None = None,
+) -> Console | None:
+    """The console's dependencies, or None when `CONSOLE_TOKEN` is unset. `connect`: a
+    fresh Instagram Login authorisation URL (None: no connect flow configured)."""
     if settings.console is None:
         return None
     return Console(
@@ -75,6 +83,7 @@ def build(settings: Settings, backend: Backend, http: httpx.AsyncClient) -> Cons
         label=settings.qstash_label,
         public_origin=public_origin(settings.public_base_url),
         load_page=views.page_context,
+        connect=connect,
     )
 
 

@@ -15,12 +15,13 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ingest.accounts.registry import Registry
 from ingest.console import reads
 from ingest.console.forms import FormError, ProblemQuery, operator_name, problem_query, selected_ids
 from ingest.console.forms import reason as checked_reason
 from ingest.console.session import Session
-from ingest.console.views import dlq_context, problems_context
-from ingest.console.web import HOME, Console, text, texts
+from ingest.console.views import accounts_context, dlq_context, problems_context
+from ingest.console.web import HOME, Console, refused, text, texts
 from ingest.ops import audit, kill_switch
 from ingest.ops import replay as replaying
 from ingest.ops.dlq import DlqError
@@ -203,3 +204,17 @@ async def redrive(console: Console, request: Request, session: Session, form: Fo
             error = str(exc)
     context = await dlq_context(console, notice=notice, action_error=error)
     return await console.section(request, session, "_dlq.html", {"dlq": context}, changed=True)
+
+
+async def connect_account(
+    console: Console, request: Request, session: Session, form: FormData
+) -> Response:
+    """A fresh authorisation link (Instagram Login), shown for the operator to follow: a
+    link, not a redirect, so the page's `form-action 'self'` holds."""
+    if console.connect is None:
+        return refused(404, "Connecting accounts is not configured on this service.")
+    link = await console.connect()
+    await audit.record(console.backend, actor(session), "accounts.connect", {})
+    found = await reads.optional(Registry(console.backend).overview())
+    context = accounts_context(console, found, link)
+    return await console.section(request, session, "_accounts.html", context)

@@ -10,6 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from ingest.accounts.registry import Registry
 from ingest.console import lookup as looking
 from ingest.console import reads
 from ingest.console.charts import spend_chart
@@ -28,12 +29,13 @@ async def page_context(console: Console, session: Session) -> dict[str, Any]:
     """Everything the whole page shows, read concurrently; a section whose read failed
     (database unavailable) renders as unavailable. The DLQ loads after the page."""
     backend, query = console.backend, ProblemQuery()
-    pulse, problems, spend, conversations, audit = await asyncio.gather(
+    pulse, problems, spend, conversations, audit, accounts = await asyncio.gather(
         reads.optional(reads.pulse(backend, console.budget)),
         reads.optional(reads.problems(backend, query.filter)),
         reads.optional(reads.spend(backend)),
         reads.optional(reads.conversations(backend)),
         reads.optional(reads.audit_trail(backend)),
+        reads.optional(Registry(backend).overview()),
     )
     return {
         "pulse": pulse,
@@ -45,7 +47,14 @@ async def page_context(console: Console, session: Session) -> dict[str, Any]:
         "chart": spend_chart(spend, console.budget) if spend is not None else None,
         "conversations": conversations,
         "audit": audit,
+        **accounts_context(console, accounts),
     }
+
+
+def accounts_context(
+    console: Console, accounts: list[dict[str, Any]] | None, link: str | None = None
+) -> dict[str, Any]:
+    return {"accounts": accounts, "can_connect": console.connect is not None, "connect_link": link}
 
 
 def problems_context(
@@ -128,6 +137,11 @@ async def lookup(console: Console, request: Request, session: Session) -> Respon
 async def audit(console: Console, request: Request, session: Session) -> Response:
     entries = await reads.optional(reads.audit_trail(console.backend))
     return console.render(request, session, "_audit.html", {"audit": entries})
+
+
+async def accounts(console: Console, request: Request, session: Session) -> Response:
+    found = await reads.optional(Registry(console.backend).overview())
+    return console.render(request, session, "_accounts.html", accounts_context(console, found))
 
 
 async def static(console: Console, request: Request, session: Session) -> Response:

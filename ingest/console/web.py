@@ -47,6 +47,7 @@ class Console:
     label: str
     public_origin: str | None
     load_page: PageLoader = field(repr=False)
+    connect: Callable[[], Awaitable[str]] | None = field(default=None, repr=False)
 
     # --- guards -------------------------------------------------------------------------
 

@@ -6,5 +6,5 @@ within Meta's calls per second; `usage` reads Meta's usage headers; `messages` t
 Graph message into the contract event a webhook would have made.
 
 May import `contracts` and `ingest.config` (the account-token type). Imported by
-`ingest.reconcile` and `ingest.ops.reconcile`.
+`ingest.reconcile`, `ingest.accounts` and `ingest.ops.reconcile`.
 """

@@ -10,13 +10,15 @@ and classifies errors with `contracts.graph`:
   `max_wait_seconds`: the caller stops the account and records when to come back;
 - anything else: the `GraphApiError` itself, for the caller to decide (retry smaller,
   skip the message, skip the object).
-The token travels as the documented `access_token` parameter; URLs (which hold it) are
-never logged or put into an error.
+The token travels as `Authorization: Bearer`, never in a URL (an `access_token` Meta put
+into a `paging.next` is taken out); no URL is ever logged or put into an error.
+`on_rejected` tells the account registry of a refused token (`needs_reauth`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -45,6 +47,7 @@ def object_path(object_id: str) -> str | None:
 
 
 JsonObject = dict[str, Any]
+Rejected = Callable[[str | None, int | None], Awaitable[None]]
 
 
 class GraphAccountError(Exception):
@@ -95,6 +98,7 @@ class GraphClient:
         self._scheme = urlsplit(self._base).scheme  # https, but for a test's double
         self._account_id = account.account_id
         self.stopped: str | None = None  # why this account is stopped (a token error)
+        self.on_rejected: Rejected | None = None
 
     @property
     def account_id(self) -> str | None:
@@ -138,8 +142,8 @@ class GraphClient:
         return await self._call(url)
 
     async def _call(self, url: httpx.URL) -> JsonObject:
-        if "access_token" not in url.params:
-            url = url.copy_set_param("access_token", self.account.token.reveal())
+        if "access_token" in url.params:
+            url = url.copy_remove_param("access_token")
         for attempt in range(self._config.rate_limit_retries + 1):
             held = self.limiter.held_for()
             if held > self._config.max_wait_seconds:
@@ -151,6 +155,8 @@ class GraphClient:
             if error.token_invalid:
                 self.stopped = str(TokenRejected(error))
                 log.error("graph_token_rejected", account=self.account.name, code=error.code)
+                if self.on_rejected is not None:
+                    await self.on_rejected(self._account_id, error.code)
                 raise TokenRejected(error)
             if not error.rate_limited:
                 raise error
@@ -164,7 +170,8 @@ class GraphClient:
     async def _send(self, url: httpx.URL) -> tuple[JsonObject, GraphApiError | None, float]:
         """One request: the body, or the error, and Meta's estimate of the wait (seconds)."""
         try:
-            response = await self._http.get(url)
+            bearer = {"Authorization": f"Bearer {self.account.token.reveal()}"}
+            response = await self._http.get(url, headers=bearer)
         except httpx.HTTPError as exc:  # the URL holds the token: only the type is kept
             return {}, GraphApiError(0, transient=True, message=type(exc).__name__), 0.0
         except httpx.InvalidURL:  # not temporary: the same URL would fail again
@@ -185,8 +192,10 @@ class GraphClient:
 
 
 class GraphClients:
-    """One client per configured account, built once (app factory, CLI) and shared, so
-    reconcile runs and missing-message fetches share each account's rate limit."""
+    """One client per account, built once (app factory, CLI) and shared, so reconcile runs
+    and missing-message fetches share each account's rate limit. With `source` (the
+    account registry's usable accounts), the set follows it: a new account gets a client,
+    a new token replaces a stopped client's, an account no longer usable is dropped."""
 
     def __init__(
         self,
@@ -195,16 +204,40 @@ class GraphClients:
         base_url: str,
         clock: Clock,
         config: ClientConfig | None = None,
+        *,
+        source: Callable[[], tuple[GraphAccount, ...]] | None = None,
+        on_rejected: Rejected | None = None,
     ) -> None:
-        self.clients = [GraphClient(a, http, base_url, clock, config) for a in accounts]
+        self._args = (http, base_url, clock, config)
+        self._source = source
+        self._on_rejected = on_rejected
+        self._clients = [self._made(a) for a in accounts]
+
+    def _made(self, account: GraphAccount) -> GraphClient:
+        client = GraphClient(account, *self._args)
+        client.on_rejected = self._on_rejected
+        return client
+
+    @property
+    def clients(self) -> list[GraphClient]:
+        if self._source is not None:
+            self._follow(self._source())
+        return self._clients
+
+    def _follow(self, accounts: tuple[GraphAccount, ...]) -> None:
+        known = {(c.account.account_id, c.account.token.reveal()): c for c in self._clients}
+        self._clients = [
+            known.get((a.account_id, a.token.reveal())) or self._made(a) for a in accounts
+        ]
 
     def __bool__(self) -> bool:
         return bool(self.clients)
 
     def for_account(self, account_id: str) -> GraphClient | None:
         """The client for `account_id`; the one token's client while its id is unknown."""
-        for client in self.clients:
+        clients = self.clients
+        for client in clients:
             if client.account_id == account_id:
                 return client
-        unknown = [c for c in self.clients if c.account_id is None]
-        return unknown[0] if len(self.clients) == 1 and unknown else None
+        unknown = [c for c in clients if c.account_id is None]
+        return unknown[0] if len(clients) == 1 and unknown else None

@@ -163,6 +163,7 @@ def routes(backend: Backend, app_secrets: Sequence[Secret], base_url: str) -> li
         try:
             signed, _ = await _signed(request, app_secrets)
             result = await backend.call("ig_deauthorize", {"p_app_user_id": signed.user_id})
+            await forget_tokens(backend, signed.user_id)
         except SignedRequestError as exc:
             return _refuse(exc)
         except StorageError:
@@ -175,6 +176,12 @@ def routes(backend: Backend, app_secrets: Sequence[Secret], base_url: str) -> li
         Route(DELETION_PATH + "/{code}", deletion_status, methods=["GET"]),
         Route(DEAUTHORIZE_PATH, deauthorize, methods=["POST"]),
     ]
+
+
+async def forget_tokens(backend: Backend, app_user_id: str) -> None:
+    """A deauthorized account is `deauthorized` and its stored token is deleted: nothing
+    may call Meta for it until it is connected again (which sets `reconnected_at`)."""
+    await backend.call("ig_account_forget_token", {"p_app_user_id": app_user_id})
 
 
 def _refuse(exc: SignedRequestError) -> Response:

@@ -91,6 +91,9 @@ def parser() -> argparse.ArgumentParser:
     from ingest.ops import privacy
 
     privacy.add_parsers(sub, common, acting)
+    from ingest.ops import accounts
+
+    accounts.add_parser(sub, common, acting)
 
     mig = sub.add_parser("migrate", parents=[common], help="apply supabase/migrations")
     mig.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the database")
@@ -106,10 +109,12 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     needs_db: dict[str, Callable[..., Awaitable[int]]] = {
         "kill-switch": commands.kill_switch, "monitor": commands.monitor,
     }  # fmt: skip
+    from ingest.ops.accounts import accounts
     from ingest.ops.privacy import COMMANDS as privacy
 
     needs_settings: dict[str, Callable[..., Awaitable[int]]] = {
         "status": commands.status, "replay": commands.replay, "relay": relay, **privacy,
+        "accounts": accounts,
     }  # fmt: skip
     if args.command in needs_db:
         async with open_backend(settings) as backend:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ingest.accounts.registry import Registry
 from ingest.config.settings import Settings
 from ingest.ops import dlq as dead_letters
 from ingest.ops import kill_switch as switch
@@ -48,7 +49,11 @@ def _switch_line(state: switch.Switch) -> str:
 
 async def status(args: argparse.Namespace, backend: Backend, settings: Settings) -> int:
     data = await backend.call("ingest_status", {})
-    data = {**data, "qstash_daily_limit": settings.safety.daily_messages}
+    accounts = [
+        {k: r[k] for k in ("account_id", "username", "source", "state", "expires_at")}
+        for r in await Registry(backend).overview()
+    ]
+    data = {**data, "qstash_daily_limit": settings.safety.daily_messages, "accounts": accounts}
 
     def human(s: dict[str, Any]) -> str:
         switch_state = "off"
@@ -65,7 +70,10 @@ async def status(args: argparse.Namespace, backend: Backend, settings: Settings)
             f"held        : {s['held']}",
             f"failed      : {s['failed']}",
             f"QStash today: {s['qstash_messages_today']} of {s['qstash_daily_limit']} messages",
-        ]
+            *(f"account     : {a['account_id']} {a['state'].upper()}"
+              + (f" (expires {str(a['expires_at'])[:10]})" if a["expires_at"] else "")
+              for a in s["accounts"]),
+        ]  # fmt: skip
         return "\n".join(lines)
 
     emit(args, data, human)

@@ -3,8 +3,7 @@
 `forget IGSID` erases one customer (README: "Privacy") and prints what it removed;
 `--dry-run` counts only. The audit trail records that an erasure happened and what it
 removed, never whom (the trail outlives the person). `prune` applies the retention
-periods now. `accounts` maps a business account to the app-scoped user id Meta's
-data-deletion callback names.
+periods now. (`accounts`: `ingest.ops.accounts`.)
 """
 
 from __future__ import annotations
@@ -27,12 +26,6 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, acting: argparse.Argu
     forget.add_argument("--account", help="only under this business account")
     forget.add_argument("--dry-run", action="store_true", help="count, erase nothing")
     sub.add_parser("prune", parents=[common], help="apply the retention periods now")
-    accounts = sub.add_parser("accounts", help="the business accounts Meta's callbacks name")
-    accounts_sub = accounts.add_subparsers(dest="action", required=True)
-    add = accounts_sub.add_parser("add", parents=[common])
-    add.add_argument("account_id", help="the professional account's id (entry.id)")
-    add.add_argument("--user-id", help="the app-scoped user id Meta's callbacks carry")
-    accounts_sub.add_parser("list", parents=[common])
 
 
 async def forget(args: argparse.Namespace, backend: Backend, settings: Settings) -> int:
@@ -60,27 +53,4 @@ async def prune(args: argparse.Namespace, backend: Backend, settings: Settings) 
     return OK
 
 
-async def accounts(args: argparse.Namespace, backend: Backend, settings: Settings) -> int:
-    if args.action == "add":
-        row = await backend.call(
-            "ig_add_account", {"p_account": args.account_id, "p_app_user_id": args.user_id}
-        )
-        emit(args, row, lambda r: f"account {r['account_id']} (app user {r['app_user_id']})")
-        return OK
-    rows = await backend.call("ig_list_accounts", {})
-    emit(
-        args,
-        rows,
-        lambda rs: (
-            "\n".join(
-                f"{r['account_id']}  app user {r['app_user_id'] or '-'}"
-                + ("  DISCONNECTED" if r["deauthorized_at"] else "")
-                for r in rs
-            )
-            or "no accounts"
-        ),
-    )
-    return OK
-
-
-COMMANDS = {"forget": forget, "prune": prune, "accounts": accounts}
+COMMANDS = {"forget": forget, "prune": prune}

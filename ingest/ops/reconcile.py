@@ -43,10 +43,10 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 async def reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    if not settings.graph_accounts:
+    if not settings.graph_accounts and not settings.accounts.stores_tokens:
         raise Failed(
             "no Graph token: set INSTAGRAM_ACCESS_TOKEN (with INSTAGRAM_ACCOUNT_ID) or "
-            "INSTAGRAM_ACCESS_TOKENS",
+            "INSTAGRAM_ACCESS_TOKENS, or connect accounts (TOKEN_ENCRYPTION_KEY)",
             USAGE,
         )
     now = datetime.now(UTC)
@@ -78,16 +78,21 @@ async def run_reconcile(
     relay: bool = True,
     clock: Clock | None = None,
 ) -> tuple[list[AccountSummary], dict[str, int]]:
-    """One run over the configured accounts, as `ingestctl reconcile` does it; then the
-    relay settles what was admitted (`relay`). Returns the summaries and what settled."""
+    """One run over the accounts with a usable token (environment and connected ones; not
+    those needing re-authorisation), as `ingestctl reconcile` does it; then the relay
+    settles what was admitted (`relay`). Returns the summaries and what settled."""
+    from ingest.accounts.service import AccountsService
     from ingest.components import make_http_client
     from ingest.ops.relaying import relay_until_done
 
     http = make_http_client()
     try:
+        book = AccountsService.build(settings, backend, http).book
+        await book.start()
         clients = GraphClients(
-            settings.graph_accounts, http, settings.graph_api_url, clock or SystemClock()
-        )
+            settings.graph_accounts, http, settings.graph_api_url, clock or SystemClock(),
+            source=book.graph_accounts, on_rejected=book.rejected,
+        )  # fmt: skip
         reconciler = make_reconciler(settings, backend, clients, Admission(backend))
         summaries = await reconciler.run(window_seconds, account=account, dry_run=dry_run)
     finally:

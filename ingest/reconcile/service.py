@@ -1,6 +1,8 @@
 """Reconcile inside the service: the schedule, and the fetch of messages webhooks name.
 
-Both need a Graph token (`INSTAGRAM_ACCESS_TOKEN` or `INSTAGRAM_ACCESS_TOKENS`). The
+Both need a Graph token (`INSTAGRAM_ACCESS_TOKEN`, `INSTAGRAM_ACCESS_TOKENS`, or accounts
+connected through the service: `source`, the account registry's usable accounts, each
+with its own token; an account that needs re-authorisation gets no call). The
 schedule runs when `RECONCILE_INTERVAL_SECONDS` is set: the first run shortly after
 start-up, then one every interval, each looking back 3 intervals (at least an hour),
 so a run that failed or was skipped is covered by the next. Every instance runs the
@@ -20,9 +22,10 @@ from collections.abc import Callable
 import httpx
 import structlog
 
+from ingest.config.accounts import GraphAccount
 from ingest.config.settings import Settings
 from ingest.delivery.acceptance import EventSink
-from ingest.graph.client import GraphClients
+from ingest.graph.client import GraphClients, Rejected
 from ingest.graph.rate_limit import Clock, SystemClock
 from ingest.reconcile.fetch import Tally
 from ingest.reconcile.lease import LeaseStore
@@ -98,11 +101,17 @@ class ReconcileService:
         sink: EventSink,
         metrics: ReconcileMetrics,
         clock: Clock | None = None,
+        *,
+        source: Callable[[], tuple[GraphAccount, ...]] | None = None,
+        on_rejected: Rejected | None = None,
     ) -> ReconcileService | None:
-        if not settings.graph_accounts:
+        if not settings.graph_accounts and not settings.accounts.stores_tokens:
             return None
         clock = clock or SystemClock()
-        clients = GraphClients(settings.graph_accounts, http, settings.graph_api_url, clock)
+        clients = GraphClients(
+            settings.graph_accounts, http, settings.graph_api_url, clock,
+            source=source, on_rejected=on_rejected,
+        )  # fmt: skip
 
         def stopped() -> None:
             metrics.stopped.set(sum(1 for c in clients.clients if c.stopped))

@@ -35,6 +35,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.doubles.graph_oauth import OAuthDouble, expired_answer, oauth_routes, page_node
+
 TOKEN = "IGAAtest-graph-token"
 BASE_URL = "http://graph.instagram.test/v21.0"
 DETAILED = 20  # Meta details only the 20 newest messages of a conversation
@@ -65,6 +67,8 @@ class Call:
     account: str | None
     path: str
     params: dict[str, str]
+    token: str | None = None  # the token it came with (`Authorization: Bearer` or the URL)
+    bearer: bool = False  # whether that token came as `Authorization: Bearer`
 
 
 @dataclass
@@ -87,6 +91,8 @@ class GraphApiDouble:
     empty_pages: set[tuple[str, int]] = field(default_factory=set)  # (list, offset)
     tokens: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     conversations: dict[str, Conversation] = field(default_factory=dict)
+    oauth: OAuthDouble = field(default_factory=OAuthDouble)
+    expired: set[str] = field(default_factory=set)  # tokens answering 190 "Session has expired"
 
     # --- programming --------------------------------------------------------------------
 
@@ -94,15 +100,25 @@ class GraphApiDouble:
         """Forget everything (a session's server, between tests)."""
         for collection in (self.requests, self.calls, self.errors, self.usage_headers,
                            self.unknown_fields, self.empty_pages, self.tokens,
-                           self.conversations):  # fmt: skip
+                           self.conversations, self.expired):  # fmt: skip
             collection.clear()
         self.details_in_listing = True
+        self.oauth = OAuthDouble()
 
     def add_account(self, account_id: str, token: str, page_id: str | None = None) -> None:
         self.tokens[token] = (account_id, page_id)
 
     def revoke(self, token: str) -> None:
         self.tokens.pop(token, None)
+
+    def expire(self, token: str) -> None:
+        """The token answers what an expired Instagram-Login token answers: code 190,
+        `error_subcode` 0, "Session has expired" (INSTAGRAM.md, "Media and tokens")."""
+        self.expired.add(token)
+
+    def bearers(self, path_part: str = "") -> list[str | None]:
+        """The token of every call whose path contains `path_part`, in order."""
+        return [c.token for c in self.calls if path_part in c.path]
 
     def add_conversation(self, account_id: str, messages: list[Message]) -> Conversation:
         newest_first = sorted(messages, key=lambda m: m.created, reverse=True)
@@ -131,6 +147,7 @@ class GraphApiDouble:
     def app(self) -> Starlette:
         return Starlette(
             routes=[
+                *oauth_routes(self),
                 Route("/v21.0/me", self._me, methods=["GET"]),
                 Route("/v21.0/{node}/conversations", self._conversations, methods=["GET"]),
                 Route("/v21.0/{node}/messages", self._messages_edge, methods=["GET"]),
@@ -139,11 +156,17 @@ class GraphApiDouble:
         )
 
     def _gate(self, request: Request) -> tuple[str, str | None] | Response:
-        token = request.query_params.get("access_token", "")
+        header = request.headers.get("authorization", "")
+        bearer = header[7:] if header.lower().startswith("bearer ") else ""
+        token = bearer or request.query_params.get("access_token", "")
         owner = self.tokens.get(token)
         account = owner[0] if owner else ("profile" if token == TOKEN else None)
         params = {k: v for k, v in request.query_params.items() if k != "access_token"}
-        self.calls.append(Call(self.clock(), account, request.url.path, params))
+        self.calls.append(
+            Call(self.clock(), account, request.url.path, params, token or None, bool(bearer))
+        )
+        if token in self.expired:
+            return expired_answer()
         if account is None:
             return _error(400, 190, "Error validating access token")
         for queued in self.errors:
@@ -159,7 +182,8 @@ class GraphApiDouble:
         owner = self._gate(request)
         if isinstance(owner, Response):
             return owner
-        return self._json({"user_id": owner[0], "username": "my_business", "id": "app_scoped_1"})
+        username, app_scoped = self.oauth.people.get(owner[0], ("my_business", "app_scoped_1"))
+        return self._json({"user_id": owner[0], "username": username, "id": app_scoped})
 
     async def _conversations(self, request: Request) -> Response:
         owner = self._gate(request)
@@ -188,6 +212,8 @@ class GraphApiDouble:
 
     async def _node(self, request: Request) -> Response:
         node = request.path_params["node"]
+        if node in self.oauth.pages:
+            return await page_node(self, request, node)
         if node in self.conversations:
             return await self._conversation(request, self.conversations[node])
         found = self._find_message(node)
