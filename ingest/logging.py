@@ -62,7 +62,8 @@ class RequestContextMiddleware:
 
     The line is `info` for what an operator must see (a 4xx or 5xx answer, a slow
     request) and `debug` for the rest: a log line costs as much as a quarter of an
-    acknowledged webhook, and 200s are counted in the metrics anyway.
+    acknowledged webhook, and 200s are counted in the metrics anyway. A 429 is `debug`
+    too: it is us refusing a flood, which must not reach the log one line per request.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -99,7 +100,7 @@ class RequestContextMiddleware:
             seconds = time.perf_counter() - started
             emit = (
                 self.log.info
-                if status >= 400 or seconds >= SLOW_REQUEST_SECONDS
+                if (status >= 400 and status != 429) or seconds >= SLOW_REQUEST_SECONDS
                 else self.log.debug
             )
             emit(

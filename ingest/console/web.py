@@ -23,6 +23,7 @@ from starlette.templating import Jinja2Templates
 from contracts.http import BodyTooLarge, read_body
 from ingest.console import security
 from ingest.console.session import MAX_AGE_SECONDS, Session, Sessions
+from ingest.console.throttle import LoginThrottle
 from ingest.ops.dlq import Dlq
 from storage import Backend, StorageError
 
@@ -47,6 +48,7 @@ class Console:
     label: str
     public_origin: str | None
     load_page: PageLoader = field(repr=False)
+    throttle: LoginThrottle | None = None
 
     # --- guards -------------------------------------------------------------------------
 
