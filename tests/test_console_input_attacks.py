@@ -21,21 +21,20 @@ async def console(make_settings: Callable[..., Settings]) -> AsyncIterator[httpx
         yield client
 
 
-@pytest.mark.parametrize(
-    ("query", "sentence"),
-    [
-        ("/console/problems?reason=a%00b", "control characters"),
-        ("/console/problems?since=2026-01-01T00:00%00", "control characters"),
-        ("/console/problems?since=0001-01-01T00:00:00%2B05:00", "out of range"),
-        ("/console/problems?since=9999-12-31T23:59:59-05:00", "out of range"),
-        ("/console/lookup?q=m%00id", "without control characters"),
-    ],
-    ids=["nul-reason", "nul-since", "before-year-1", "after-year-9999", "nul-lookup"],
-)
+FILTERS = {  # what the operator typed → what the 422 says
+    "/console/problems?reason=a%00b": "control characters",
+    "/console/problems?since=2026-01-01T00:00%00": "control characters",
+    "/console/problems?since=0001-01-01T00:00:00%2B05:00": "out of range",  # before year 1 UTC
+    "/console/problems?since=9999-12-31T23:59:59-05:00": "out of range",  # after year 9999 UTC
+    "/console/lookup?q=m%00id": "without control characters",
+}
+
+
 async def test_a_filter_the_database_cannot_hold_is_unprocessable(
-    console: httpx.AsyncClient, query: str, sentence: str
+    console: httpx.AsyncClient,
 ) -> None:
-    answer = await console.get(query, headers={"HX-Request": "true"})
-    assert answer.status_code == 422
-    assert sentence in answer.text
-    assert "unavailable" not in answer.text
+    for query, sentence in FILTERS.items():
+        answer = await console.get(query, headers={"HX-Request": "true"})
+        assert answer.status_code == 422, query
+        assert sentence in answer.text, query
+        assert "unavailable" not in answer.text, query

@@ -15,7 +15,6 @@ import json
 import time
 
 import httpx
-import pytest
 
 from storage.postgres import PostgresBackend
 from tests.conftest import META_SECRET, wait_settled
@@ -113,25 +112,17 @@ async def test_concurrent_copies_of_one_deletion_request_erase_once(database_url
 # --- item 2: parse only what Meta signed -------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [DELETION, DEAUTHORIZE])
-async def test_a_deeply_nested_unsigned_payload_is_refused_unparsed(
-    client: httpx.AsyncClient, path: str
+async def test_a_deeply_nested_payload_is_401_unsigned_and_400_signed(
+    client: httpx.AsyncClient,
 ) -> None:
     payload = _b64(b"[" * 1000 + b"]" * 1000)
-    forged = _b64(b"\x00" * 32) + "." + payload
-    answer = await callback(client, path, forged)
-    assert answer.status_code == 401
-    assert answer.json()["error"] == "the signature does not match"
-
-
-@pytest.mark.parametrize("path", [DELETION, DEAUTHORIZE])
-async def test_a_deeply_nested_signed_payload_is_a_bad_request(
-    client: httpx.AsyncClient, path: str
-) -> None:
-    payload = _b64(b"[" * 1000 + b"]" * 1000)
-    answer = await callback(client, path, _sign(payload) + "." + payload)
-    assert answer.status_code == 400
-    assert "JSON" in answer.json()["error"]
+    for path in (DELETION, DEAUTHORIZE):
+        forged = await callback(client, path, _b64(b"\x00" * 32) + "." + payload)
+        assert forged.status_code == 401, path  # refused before any JSON is parsed
+        assert forged.json()["error"] == "the signature does not match"
+        signed = await callback(client, path, _sign(payload) + "." + payload)
+        assert signed.status_code == 400, path
+        assert "JSON" in signed.json()["error"]
 
 
 # --- item 7: a deauthorize replayed after the business reconnected ----------------------------
@@ -165,24 +156,22 @@ async def test_a_replayed_deauthorize_after_a_reconnect_disconnects_nothing(
 # --- item 8: what can never succeed is not "try again later" ---------------------------------
 
 
-@pytest.mark.parametrize("code", ["%00", "%F0%9F%98%80", "a%0Ab", "x" * 65])
 async def test_a_status_code_no_request_could_have_is_not_found(
-    client: httpx.AsyncClient, code: str
+    client: httpx.AsyncClient,
 ) -> None:
-    answer = await client.get(f"{DELETION}/{code}")
-    assert answer.status_code == 404
-    assert answer.json()["error"] == "no such data-deletion request"
+    for code in ("%00", "%F0%9F%98%80", "a%0Ab", "x" * 65):
+        answer = await client.get(f"{DELETION}/{code}")
+        assert answer.status_code == 404, code
+        assert answer.json()["error"] == "no such data-deletion request"
 
 
-@pytest.mark.parametrize("path", [DELETION, DEAUTHORIZE])
-@pytest.mark.parametrize(
-    "user_id", ["u\x00ser", "u\ud800ser", "u\x1bser"], ids=["nul", "lone", "esc"]
-)
 async def test_a_signed_user_id_the_database_cannot_hold_is_a_bad_request(
-    client: httpx.AsyncClient, backend: PostgresBackend, path: str, user_id: str
+    client: httpx.AsyncClient, backend: PostgresBackend
 ) -> None:
-    payload = _b64(json.dumps(request_for("x") | {"user_id": user_id}).encode())
-    answer = await callback(client, path, _sign(payload) + "." + payload)
-    assert answer.status_code == 400
-    assert "user_id" in answer.json()["error"]
+    for user_id in ("u\x00ser", "u\ud800ser", "u\x1bser"):  # NUL, a lone surrogate, ESC
+        payload = _b64(json.dumps(request_for("x") | {"user_id": user_id}).encode())
+        for path in (DELETION, DEAUTHORIZE):
+            answer = await callback(client, path, _sign(payload) + "." + payload)
+            assert answer.status_code == 400, (path, user_id)
+            assert "user_id" in answer.json()["error"]
     assert await backend.pool.fetchval("select count(*) from ig_deletion_requests") == 0

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from ingest.app import create_app
@@ -21,15 +20,14 @@ from tests.console import CONSOLE_ENV
 from tests.processes import inherited_env, service
 
 
-@pytest.mark.parametrize("path", ["/console/", "/healthz/", "/api/webhooks/instagram/"])
 async def test_a_trailing_slash_never_redirects_to_the_host_header(
-    make_settings: Callable[..., Settings], path: str
+    make_settings: Callable[..., Settings],
 ) -> None:
     async for client in open_client(create_app(make_settings(**CONSOLE_ENV))):
-        answer = await client.get(path, headers={"Host": "evil.example"})
-        assert answer.status_code == 404
-        assert "evil.example" not in answer.headers.get("location", "")
-        assert "location" not in answer.headers
+        for path in ("/console/", "/healthz/", "/api/webhooks/instagram/"):
+            answer = await client.get(path, headers={"Host": "evil.example"})
+            assert answer.status_code == 404, path
+            assert "location" not in answer.headers, path
 
 
 def trickle(url: str, seconds: float) -> tuple[bytes, float]:
