@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,14 +20,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from consumers import signature
-from consumers.errors import MalformedRequest, UnsupportedMediaType, respond
+from consumers.errors import ContractViolation, MalformedRequest, UnsupportedMediaType, respond
 from consumers.processing import Processor
 from contracts import event_from_json
-from contracts.http import answer, is_json_content_type, loggable, read_body
+from contracts.http import TooDeep, answer, is_json_content_type, loads_bounded, loggable, read_body
 from storage import Backend
 
 DELIVERY_PATH = "/api/qstash/instagram-ingestion"
 FAILURE_PATH = "/api/qstash/failures"
+MAX_CALLBACK_DEPTH = 64  # QStash's callback is 2 levels deep; its decoded body, an event
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +50,12 @@ class ConsumerConfig:
     @property
     def failure_url(self) -> str:
         return self.base_url + FAILURE_PATH
+
+    @property
+    def destinations(self) -> tuple[str, ...]:
+        """Every URL this service has QStash deliver to: a failure callback naming
+        another is not about anything we published (`ingest_callback_matches`)."""
+        return (self.delivery_url,)
 
 
 def routes(
@@ -99,14 +105,15 @@ def routes(
         try:
             body = await read_signed(request, config.failure_url)
             try:
-                callback = json.loads(body)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                callback = loads_bounded(body, MAX_CALLBACK_DEPTH)
+            except TooDeep as exc:  # retrying cannot make it shallower
+                raise ContractViolation(str(exc)) from exc
+            except ValueError as exc:
                 raise MalformedRequest("callback body is not JSON") from exc
             if not isinstance(callback, dict):
                 raise MalformedRequest("callback body is not a JSON object")
-            result = await backend.call(
-                "ig_record_dead_letter", {"p_letter": dead_letter(callback)}
-            )
+            letter = dead_letter(callback, config.destinations)
+            result = await backend.call("ig_record_dead_letter", {"p_letter": letter})
         except Exception as exc:
             return respond(exc, config.permanent_status)
         log.error(
@@ -123,8 +130,15 @@ def routes(
     ]
 
 
-def dead_letter(callback: dict[str, Any]) -> dict[str, Any]:
-    """The row we keep for a failure callback (QStash sends its body fields base64-encoded)."""
+def dead_letter(callback: dict[str, Any], destinations: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The row we keep for a failure callback (QStash sends its body fields base64-encoded),
+    and the URLs we publish to (`ig_record_dead_letter` changes a ledger row only for a
+    callback about one of them). One without `dlqId` is known by (`sourceMessageId`,
+    `createdAt`); without those either, it cannot be told from its replays: refused."""
+    if callback.get("dlqId") is None and (
+        not isinstance(callback.get("sourceMessageId"), str) or callback.get("createdAt") is None
+    ):
+        raise ContractViolation("a failure callback needs dlqId, or sourceMessageId and createdAt")
     return {
         "dlq_id": callback.get("dlqId"),
         "source_message_id": callback.get("sourceMessageId"),
@@ -134,6 +148,7 @@ def dead_letter(callback: dict[str, Any]) -> dict[str, Any]:
         "last_response": _decode_text(callback.get("body")),
         "source_body": _decode_json(callback.get("sourceBody")),
         "callback": {k: v for k, v in callback.items() if k not in ("body", "sourceBody")},
+        "destinations": list(destinations),
     }
 
 
@@ -160,6 +175,6 @@ def _decode_json(value: object) -> Any:
     if text is None:
         return None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+        return loads_bounded(text, MAX_CALLBACK_DEPTH)
+    except ValueError:
         return {"undecodable": text[:2000]}

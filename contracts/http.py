@@ -3,15 +3,21 @@
 Every endpoint answers `{"status": <word>, "error": <reason or null>}` (plus
 route-specific fields), so a caller can always read why. Both the edge and the
 consumer read bodies through `read_body`, which stops at the cap before
-buffering more: a 10 GB upload costs us at most `max_bytes`.
+buffering more: a 10 GB upload costs us at most `max_bytes`. Small JSON bodies that are
+not events (Meta's signed requests, QStash's failure callbacks) are parsed by
+`loads_bounded`, which refuses deep nesting before `json` recurses into it.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 
 
 class BodyTooLarge(Exception):
@@ -62,3 +68,28 @@ def loggable(value: object, limit: int = 64) -> str | None:
         return None
     text = str(value)
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+class TooDeep(ValueError):
+    """JSON nested deeper than the caller allows: refused before `json` recurses into it."""
+
+
+def loads_bounded(body: bytes | str, max_depth: int = 32) -> Any:
+    """`json.loads`, refusing nesting deeper than `max_depth` with `TooDeep` (a `ValueError`,
+    as is anything that is not JSON). The scan runs only when the body has enough brackets
+    to be that deep, and is linear: ~1,000 `[` costs a scan, never a `RecursionError`."""
+    data = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    if data.count(b"[") + data.count(b"{") > max_depth:
+        depth = 0
+        for token in _TOKENS.finditer(data):
+            char = token.group()[:1]
+            if char in (b"[", b"{"):
+                depth += 1
+                if depth > max_depth:
+                    raise TooDeep(f"JSON nested deeper than {max_depth} levels")
+            elif char in (b"]", b"}"):
+                depth -= 1
+    try:
+        return json.loads(body)
+    except RecursionError:  # what the scan cannot foresee (malformed input)
+        raise TooDeep("JSON nested too deeply") from None

@@ -73,6 +73,7 @@ def main() -> int:
             host=settings.host,
             port=settings.port,
             log_level="warning",
+            log_config=None,  # configure_logging routed uvicorn's loggers: keep them so
             access_log=False,
             timeout_graceful_shutdown=20,
         )

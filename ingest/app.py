@@ -33,6 +33,7 @@ from ingest.console import security as console_security
 from ingest.delivery.admission import Admission
 from ingest.delivery.relay import Relay
 from ingest.edge import internal, webhook
+from ingest.edge.body_deadline import BodyDeadline
 from ingest.lifecycle import privacy, retention
 from ingest.logging import RequestContextMiddleware
 from ingest.metrics import Metrics
@@ -165,11 +166,17 @@ def create_app(
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestContextMiddleware)],
+        middleware=[
+            Middleware(RequestContextMiddleware),
+            Middleware(BodyDeadline, seconds=settings.guards.body_timeout_seconds),
+        ],
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: method_not_allowed},
     )
     app.state.accounts = accounts  # tests and the console reach the token book through it
+    # No trailing-slash redirects: Starlette builds them from the Host header, so
+    # `Host: evil.example` on `/console/` answered `307 http://evil.example/console`.
+    app.router.redirect_slashes = False
     return app
 
 

@@ -1,8 +1,10 @@
 """structlog set-up and the per-request middleware (request id, one summary line).
 
 JSON lines when stdout is not a terminal (what log shippers read), a console
-renderer on a terminal. Request bodies, secrets and message text are never
-logged: handlers log identifiers, sizes and outcomes only.
+renderer on a terminal; library loggers (uvicorn, httpx, …) render the same way
+(`ingest.log_routing`). Request bodies, secrets and message text are never
+logged: handlers log identifiers, sizes and outcomes only, and a token-like URL
+parameter is redacted from any line.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import TextIO
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ingest.log_routing import redact_secrets, route_library_logs
 
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -34,20 +38,21 @@ def configure_logging(
             exception_formatter=structlog.dev.plain_traceback
         )
     )
+    threshold = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redact_secrets,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=True,
     )
+    route_library_logs(threshold, renderer, stream)  # uvicorn's, httpx's: the same lines
 
 
 def _valid_request_id(value: str) -> bool:
@@ -62,7 +67,8 @@ class RequestContextMiddleware:
 
     The line is `info` for what an operator must see (a 4xx or 5xx answer, a slow
     request) and `debug` for the rest: a log line costs as much as a quarter of an
-    acknowledged webhook, and 200s are counted in the metrics anyway.
+    acknowledged webhook, and 200s are counted in the metrics anyway. A 429 is `debug`
+    too: it is us refusing a flood, which must not reach the log one line per request.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -99,7 +105,7 @@ class RequestContextMiddleware:
             seconds = time.perf_counter() - started
             emit = (
                 self.log.info
-                if status >= 400 or seconds >= SLOW_REQUEST_SECONDS
+                if (status >= 400 and status != 429) or seconds >= SLOW_REQUEST_SECONDS
                 else self.log.debug
             )
             emit(

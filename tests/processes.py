@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -27,13 +28,16 @@ def inherited_env() -> dict[str, str]:
 
 
 @contextmanager
-def service(env: dict[str, str], cwd: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """The service as the Procfile starts it, on a free port; killed on the way out."""
+def service(
+    env: dict[str, str], cwd: Path, output: IO[bytes] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The service as the Procfile starts it, on a free port; killed on the way out.
+    `output`: where its stdout and stderr both go (default: stderr kept for errors)."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "ingest.app:app_from_env",
          "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-        env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, cwd=cwd, stdout=output or subprocess.DEVNULL, stderr=output or subprocess.PIPE,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

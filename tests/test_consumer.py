@@ -216,6 +216,11 @@ async def test_failure_callback_records_a_dead_letter_and_fails_the_ledger_row(
         "ingest_admit",
         {"p_events": [event.model_dump(mode="json")]},
     )
+    # as the relay leaves it: published as msg_1 (a callback about another message changes
+    # nothing: tests/test_failure_callback_attacks.py)
+    await backend.pool.execute(
+        "update ingest_ledger set state = 'published', qstash_message_id = 'msg_1'"
+    )
     callback = {
         "status": 500,
         "header": {"Content-Type": ["application/json"]},

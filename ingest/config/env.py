@@ -16,6 +16,7 @@ from starlette.config import Config
 
 from ingest.config.accounts import GraphAccount, read_accounts
 from ingest.config.connect_env import read_account_settings
+from ingest.config.guards import guards
 from ingest.config.reader import (
     CONSOLE_SECRET_MIN_LENGTH,
     CONSOLE_TOKEN_MIN_LENGTH,
@@ -151,6 +152,7 @@ class _SettingsReader(Reader):
             relay_sweep_seconds=self.positive_float("RELAY_SWEEP_SECONDS", 1.0),
             retention=self.retention(),
             accounts=read_account_settings(self),
+            guards=guards(self),
         )
 
     def safety(self) -> SafetyLimits:

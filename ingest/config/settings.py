@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ingest.config.accounts import GraphAccount
 from ingest.config.connect import AccountSettings
+from ingest.config.guards import Guards
 from ingest.config.secret import Secret as Secret  # re-exported: one class, two homes
 
 DEV_CONSOLE_SESSION_SECRET = "dev-console-session-secret"  # noqa: S105 - development default
@@ -110,6 +111,7 @@ class Settings:
     relay_sweep_seconds: float
     retention: Retention
     accounts: AccountSettings = field(default_factory=AccountSettings)
+    guards: Guards = field(default_factory=Guards)
 
     @property
     def development(self) -> bool:

@@ -15,18 +15,23 @@ from typing import Any
 
 import httpx
 import jinja2
+import structlog
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 from starlette.types import Receive, Scope, Send
 
 from contracts.http import answer
+from ingest.config.guards import SECURE_CONSOLE_TOKEN_LENGTH
 from ingest.config.settings import AppEnv, Settings
 from ingest.console import actions, security, views
 from ingest.console.filters import FILTERS
 from ingest.console.session import Sessions
+from ingest.console.throttle import LoginThrottle
 from ingest.console.web import Console, public_origin
 from ingest.ops.dlq import Dlq
 from storage import Backend
+
+log = structlog.get_logger(__name__)
 
 GET, POST = "GET", "POST"
 # (path, method, endpoint, public): public views need no signed-in session.
@@ -74,6 +79,14 @@ def build(
     fresh Instagram Login authorisation URL (None: no connect flow configured)."""
     if settings.console is None:
         return None
+    length = len(settings.console.token.reveal())
+    if not settings.development and length < SECURE_CONSOLE_TOKEN_LENGTH:
+        # A warning, not a refusal: ingestion must start whatever the console's token.
+        log.warning(
+            "console_token_short",
+            detail=f"CONSOLE_TOKEN has {length} characters; use at least "
+            f"{SECURE_CONSOLE_TOKEN_LENGTH} (sign-in backs off, but a short token is guessable)",
+        )
     return Console(
         backend=backend,
         sessions=Sessions(settings.console, secure=settings.app_env is AppEnv.PRODUCTION),
@@ -84,6 +97,7 @@ def build(
         public_origin=public_origin(settings.public_base_url),
         load_page=views.page_context,
         connect=connect,
+        throttle=LoginThrottle(backend, settings.guards),
     )
 
 

@@ -20,6 +20,7 @@ from ingest.console import reads
 from ingest.console.forms import FormError, ProblemQuery, operator_name, problem_query, selected_ids
 from ingest.console.forms import reason as checked_reason
 from ingest.console.session import Session
+from ingest.console.throttle import client_address
 from ingest.console.views import accounts_context, dlq_context, problems_context
 from ingest.console.web import HOME, Console, refused, text, texts
 from ingest.ops import audit, kill_switch
@@ -36,13 +37,22 @@ def actor(session: Session) -> audit.Actor:
 
 
 async def login(console: Console, request: Request, session: Session, form: FormData) -> Response:
+    """Every sign-in waits out the back-off first, the right token too (`throttle`)."""
+    address = client_address(request)
+    wait = await console.throttle.wait(address) if console.throttle else 0
+    if wait:
+        return _too_many(console, request, session, wait)
     try:
         name = operator_name(text(form, "name"))
     except FormError as exc:
         return _login_refused(console, request, session, str(exc), 422)
     if not console.sessions.token_matches(text(form, "token")):
-        log.warning("console_login_refused", client=request.client and request.client.host)
+        wait = await console.throttle.failed(address) if console.throttle else 0
+        if wait:
+            return _too_many(console, request, session, wait)
         return _login_refused(console, request, session, "That token is not the console's.", 403)
+    if console.throttle:
+        await console.throttle.succeeded(address)
     fresh = console.sessions.new(name)
     await _best_effort(console, actor(fresh), "console.login")
     response = RedirectResponse(HOME, status_code=303)
@@ -57,6 +67,14 @@ async def _best_effort(console: Console, who: audit.Actor, action: str) -> None:
         await audit.record(console.backend, who, action, {})
     except StorageError as exc:
         log.warning("console_audit_unavailable", action=action, error=str(exc)[:200])
+
+
+def _too_many(console: Console, request: Request, session: Session, wait: int) -> Response:
+    sentence = f"Too many wrong tokens: sign-in is paused; try again in {wait} seconds."
+    return console.render(
+        request, session, "login.html", {"error": sentence}, status=429,
+        headers={"Retry-After": str(wait)},
+    )  # fmt: skip
 
 
 def _login_refused(

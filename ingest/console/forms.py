@@ -49,6 +49,8 @@ def problem_query(params: Mapping[str, str]) -> ProblemQuery:
     if state not in STATE_CHOICES:
         raise FormError(f"state is one of {', '.join(STATE_CHOICES)}")
     reason = (params.get("reason") or "").strip()
+    if has_control(reason) or has_control(params.get("since") or ""):
+        raise FormError("a filter cannot contain control characters")
     if len(reason) > MAX_REASON:
         raise FormError(f"a reason has at most {MAX_REASON} characters")
     since = (params.get("since") or "").strip()
@@ -62,7 +64,11 @@ def _parse_since(value: str) -> datetime:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise FormError(f"since is not a date and time: {value!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+05:00 is before year 1 in UTC
+        raise FormError(f"since is out of range (years 1 to 9999 in UTC): {value!r}") from None
 
 
 def selected_ids(values: list[str]) -> list[str]:

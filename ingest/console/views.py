@@ -18,6 +18,7 @@ from ingest.console.forms import FormError, ProblemQuery, problem_query
 from ingest.console.session import Session
 from ingest.console.web import Console
 from ingest.ops import replay as replaying
+from ingest.ops.audit import has_control
 from ingest.ops.dlq import DlqError
 
 STATIC = Path(__file__).parent / "static"
@@ -123,8 +124,10 @@ async def dlq_context(console: Console, **extra: Any) -> dict[str, Any]:
 async def lookup(console: Console, request: Request, session: Session) -> Response:
     query = (request.query_params.get("q") or "").strip()
     found: dict[str, Any] = {"query": query, "paths": None, "error": None}
-    if not 1 <= len(query) <= looking.MAX_QUERY:
-        found["error"] = f"type a sender ID, a mid or a dedup ID (1 to {looking.MAX_QUERY})"
+    if not 1 <= len(query) <= looking.MAX_QUERY or has_control(query):
+        found["error"] = f"type a sender ID, a mid or a dedup ID (1 to {looking.MAX_QUERY})" + (
+            ", without control characters" if has_control(query) else ""
+        )
         return await console.section(
             request, session, "_lookup.html", {"lookup": found}, status=422
         )

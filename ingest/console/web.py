@@ -23,6 +23,7 @@ from starlette.templating import Jinja2Templates
 from contracts.http import BodyTooLarge, read_body
 from ingest.console import security
 from ingest.console.session import MAX_AGE_SECONDS, Session, Sessions
+from ingest.console.throttle import LoginThrottle
 from ingest.ops.dlq import Dlq
 from storage import Backend, StorageError
 
@@ -48,6 +49,7 @@ class Console:
     public_origin: str | None
     load_page: PageLoader = field(repr=False)
     connect: Callable[[], Awaitable[str]] | None = field(default=None, repr=False)
+    throttle: LoginThrottle | None = None
 
     # --- guards -------------------------------------------------------------------------
 

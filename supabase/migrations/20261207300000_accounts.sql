@@ -27,7 +27,7 @@ alter table public.ig_accounts
                                        check (state in ('active', 'needs_reauth')),
     add column last_error_code     int,
     add column last_error_at       timestamptz,
-    add column reconnected_at      timestamptz,
+    add column if not exists reconnected_at timestamptz,
     add column refresh_holder      text,
     add column refresh_lease_until timestamptz;
 
