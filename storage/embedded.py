@@ -65,6 +65,16 @@ class EmbeddedPostgres:
         self._server.cleanup()
 
 
+def running(data_dir: Path) -> bool:
+    """Whether a server is up in `data_dir` (its `postmaster.pid` names a live process):
+    `ingestctl` asks before it connects, rather than start a server nobody will stop."""
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return False
+    return _alive(pid)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -25,6 +25,7 @@ from ingest.config.reader import (
     DEV_INTERNAL_TOKEN,
     DEV_META_SECRET,
     DEV_VERIFY_TOKEN,
+    LOG_LEVELS,
     Reader,
     boolean,
     non_negative,
@@ -84,8 +85,8 @@ class _SettingsReader(Reader):
         supabase_key = self.secret("SUPABASE_SERVICE_ROLE_KEY", required=supabase_url is not None)
         if not self.development and database_url is None and supabase_url is None:
             raise SettingsError(
-                "DATABASE_URL or SUPABASE_URL is required outside development "
-                "(the embedded database is for local use only)"
+                "DATABASE_URL or SUPABASE_URL is required outside development (the embedded "
+                "database is for local use only: APP_ENV=development uses it, as `make run` does)"
             )
         qstash_token = self.secret("QSTASH_TOKEN", required=False)
         signing_required = qstash_token is not None or not self.development
@@ -111,7 +112,7 @@ class _SettingsReader(Reader):
             app_env=app_env,
             host=self.raw("HOST") or "127.0.0.1",
             port=self.positive_int("PORT", 8000),
-            log_level=(self.raw("LOG_LEVEL") or "info").lower(),
+            log_level=self.choice("LOG_LEVEL", LOG_LEVELS, "info"),
             public_base_url=self.url("PUBLIC_BASE_URL") or self.url("PRODUCTION_DOMAIN"),
             meta_app_secrets=self.meta_secrets(),
             meta_verify_token=self._required_secret("META_VERIFY_TOKEN", DEV_VERIFY_TOKEN),
