@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from ingest.ops.audit import visible
 
@@ -59,9 +60,17 @@ def detail(value: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(name.replace("_", " "), plain(item)) for name, item in value.items()]
 
 
+def safe_link(url: str | None) -> str | None:
+    """An attachment's URL when it may be a link (http or https), else None: the URL
+    comes from a payload, and a `javascript:` one must never become a link."""
+    if not url or not url.isprintable():
+        return None
+    return url if urlsplit(url).scheme in ("http", "https") else None
+
+
 FILTERS: dict[str, Callable[..., Any]] = {
     "when": when, "duration": duration, "percent": percent, "visible": visible,
-    "capitalize_first": capitalize_first, "detail": detail,
+    "capitalize_first": capitalize_first, "detail": detail, "safe_link": safe_link,
 }  # fmt: skip
 
 
