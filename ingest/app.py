@@ -25,6 +25,7 @@ from consumers.instagram import routes as consumer_routes
 from consumers.processing import Processor
 from contracts.http import answer
 from ingest.activity import Activity, started_fields
+from ingest.apidocs import routes as api_docs_routes
 from ingest.components import make_backend, make_enricher, make_http_client, make_relay
 from ingest.config.settings import Settings
 from ingest.console import build as build_console
@@ -118,6 +119,7 @@ def create_app(
             public=settings.metrics_public or settings.development,
         ),
         *console_routes(build_console(settings, backend, http)),
+        *api_docs_routes(settings),
     ]
 
     @asynccontextmanager

@@ -15,6 +15,7 @@ from pathlib import Path
 from starlette.config import Config
 
 from ingest.config.accounts import GraphAccount, read_accounts
+from ingest.config.apidocs import read_api_docs
 from ingest.config.reader import (
     CONSOLE_SECRET_MIN_LENGTH,
     CONSOLE_TOKEN_MIN_LENGTH,
@@ -149,6 +150,7 @@ class _SettingsReader(Reader):
             safety=self.safety(),
             relay_sweep_seconds=self.positive_float("RELAY_SWEEP_SECONDS", 1.0),
             retention=self.retention(),
+            api_docs=read_api_docs(self, boolean),
         )
 
     def safety(self) -> SafetyLimits:
