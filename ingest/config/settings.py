@@ -57,7 +57,7 @@ class SafetyLimits:
 
 @dataclass(frozen=True, slots=True)
 class Retention:
-    """How long settled ledger rows and dead-letter bodies are kept (README: "Privacy").
+    """How long settled ledger rows and dead-letter bodies are kept (docs/privacy.md).
 
     30 days is twenty times Meta's ~36 h redelivery horizon: a redelivery older than the
     ledger row it would match is admitted again, and may cost one more QStash message."""
@@ -113,7 +113,7 @@ class Settings:
 
     @property
     def development(self) -> bool:
-        """Only `development` relaxes anything (README: "Configuration")."""
+        """Only `development` relaxes anything (docs/configuration.md)."""
         return self.app_env is AppEnv.DEVELOPMENT
 
     @property

@@ -1,6 +1,6 @@
 """`ingestctl forget`, `ingestctl prune`, `ingestctl accounts`: privacy from a shell.
 
-`forget IGSID` erases one customer (README: "Privacy") and prints what it removed;
+`forget IGSID` erases one customer (docs/privacy.md) and prints what it removed;
 `--dry-run` counts only. The audit trail records that an erasure happened and what it
 removed, never whom (the trail outlives the person). `prune` applies the retention
 periods now. `accounts` maps a business account to the app-scoped user id Meta's
