@@ -138,6 +138,11 @@ def test_messages_lists_what_was_stored_newest_first_whole_when_piped(service: S
     )
     mine = service.ctl("messages", "--customer", "nobody", "--json")
     assert json.loads(mine.stdout) == []
+    since = service.ctl("messages", "--since", "2000-01-01", "--customer", "1234567890123456")
+    assert since.returncode == 0 and "m_listed" not in since.stdout  # text only, no mids
+    assert "Hi! Is the blue one available?" in since.stdout
+    future = service.ctl("messages", "--since", "2999-01-01T00:00:00+00:00")
+    assert future.stdout.strip() == "no messages stored"
 
 
 def test_status_shows_stored_totals_and_deauthorised_accounts(service: Service) -> None:

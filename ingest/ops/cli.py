@@ -24,6 +24,8 @@ from ingest.ops.output import INTERRUPTED, TROUBLE, UNAVAILABLE, Failed
 from ingest.ops.relaying import open_backend, relay
 from storage import DataRejected, StorageUnavailable
 
+MAX_DAYS = 366
+
 
 def _iso_time(value: str) -> datetime:
     """An ISO 8601 time (`2026-12-01`, `2026-12-01T10:00:00+00:00`; UTC unless it says),
@@ -32,6 +34,12 @@ def _iso_time(value: str) -> datetime:
         return datetime.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+
+
+def _days(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"--days takes a whole number from 1 to {MAX_DAYS}")
+    return int(value)
 
 
 def _operator(value: str) -> str:
@@ -61,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", parents=[common], help="switch, breaker, counts")
     mon = sub.add_parser("monitor", parents=[common], help="daily usage from the ledger")
-    mon.add_argument("--days", type=int, default=7)
+    mon.add_argument("--days", type=_days, default=7, help="1 to 366 days back (default 7)")
 
     rep = sub.add_parser(
         "replay", parents=[common, acting], help="send held/failed events again, once"

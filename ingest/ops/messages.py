@@ -90,7 +90,7 @@ async def tail(args: argparse.Namespace, backend: Backend, settings: Settings) -
     """The last few, oldest first, then each new one as it is stored. Ctrl-C ends it
     (`ingest.ops.cli` turns it into a one-line goodbye, never a traceback)."""
     backlog = list(reversed(await read(backend, customer=args.customer, limit=TAIL_BACKLOG)))
-    after = _cursor(backlog[-1]) if backlog else ("-infinity", "")
+    after = _cursor(backlog[-1]) if backlog else ("-infinity", "")  # text: cast in SQL
     width = _terminal_width()
     _show(args, backlog, width)
     if not args.json:

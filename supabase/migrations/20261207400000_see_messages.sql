@@ -43,9 +43,10 @@ $$;
 
 -- Newest first (`ingestctl messages`), or, given `p_after` (a stored_at and mid already
 -- seen), oldest first from there (`ingestctl tail`). Placeholders (an edit or unsend that
--- came before its message) are not messages yet.
+-- came before its message) are not messages yet. Times come as ISO 8601 text (both backends
+-- pass JSON-friendly values).
 create function public.ingest_messages(
-    p_customer text, p_since timestamptz, p_after timestamptz, p_after_mid text, p_limit int)
+    p_customer text, p_since text, p_after text, p_after_mid text, p_limit int)
 returns jsonb
 language sql
 stable
@@ -59,8 +60,9 @@ as $$
         select m, m.created_at, m.mid from public.ig_messages m
         where not m.is_placeholder
           and (p_customer is null or p_customer in (m.sender_id, m.recipient_id))
-          and (p_since is null or coalesce(m.sent_at, m.created_at) >= p_since)
-          and (p_after is null or (m.created_at, m.mid) > (p_after, coalesce(p_after_mid, '')))
+          and (p_since is null or coalesce(m.sent_at, m.created_at) >= p_since::timestamptz)
+          and (p_after is null
+               or (m.created_at, m.mid) > (p_after::timestamptz, coalesce(p_after_mid, '')))
         order by
             case when p_after is null then m.created_at end desc,
             case when p_after is null then m.mid end desc,
