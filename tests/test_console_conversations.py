@@ -43,21 +43,30 @@ def _delivery(name: str, **message: object) -> bytes:
     return wire_bytes(payload)
 
 
+def _text(mid: str, text: str, later_ms: int) -> bytes:
+    """A text message sent `later_ms` after the fixtures' own time: an order to check."""
+    payload = json.loads(text_message(mid, text=text))
+    item = payload["entry"][0]["messaging"][0]
+    item["timestamp"] += later_ms
+    return wire_bytes(payload)
+
+
 async def _converse(console: httpx.AsyncClient, backend: PostgresBackend) -> None:
     """A picture (reacted to, then captioned by an edit), a text later unsent, a text
     holding a terminal escape, and a link that is no web link."""
     await post(console, _delivery("image_attachment"))
     await post(console, _delivery("reaction"))
     await post(console, _delivery("edit"))
-    await post(console, text_message("m_conv_unsent", text="wrong chat, sorry"))
+    await post(console, _text("m_conv_unsent", "wrong chat, sorry", 1000))
     unsend = fixture("unsend")
     item = unsend["entry"][0]["messaging"][0]
     item["message"]["mid"] = "m_conv_unsent"
     await post(console, wire_bytes(unsend))
-    await post(console, text_message("m_conv_escape", text="red \x1b[31malert\x1b[0m done"))
+    await post(console, _text("m_conv_escape", "red \x1b[31malert\x1b[0m done", 2000))
     bad_link = fixture("image_attachment")
     bad_msg = bad_link["entry"][0]["messaging"][0]["message"]
     bad_msg["mid"] = "m_conv_js"
+    bad_link["entry"][0]["messaging"][0]["timestamp"] += 3000
     bad_msg["attachments"][0]["payload"]["url"] = "javascript:alert(1)"
     await post(console, wire_bytes(bad_link))
     await wait_settled(backend)
@@ -125,6 +134,7 @@ async def test_lookup_finds_a_dedup_id_written_as_the_readme_writes_it(
         found = await console.get(f"/console/lookup?q={query}", headers=HTMX)
         assert found.status_code == 200
         assert "ig_msg_m-5Fsample-5F1" in found.text, query
+        assert f'href="/console/conversations/{CUSTOMER}"' in found.text  # to the text
 
 
 async def test_audit_details_read_as_names_and_values_not_raw_json(
