@@ -22,7 +22,6 @@ import pytest
 from ingest.app import create_app
 from ingest.config.settings import Settings
 from ingest.console import reads
-from ingest.ops.messages import line
 from storage.postgres import PostgresBackend
 from tests.conftest import BASE_ENV, open_client, wait_settled
 from tests.meta import fixture, post, text_message, wire_bytes
@@ -156,6 +155,8 @@ async def test_relay_lag_counts_from_the_replay_not_from_the_hold(
 
 
 def test_a_message_with_a_terminal_escape_prints_as_visible_text() -> None:
+    from ingest.ops.messages import line
+
     row = {
         "sent_at": "2026-12-07T01:02:03+00:00", "direction": "in", "customer": CUSTOMER,
         "kind": "text", "text": "red \x1b[31malert\x1b[0m\nnext line \u202eevil",
