@@ -119,6 +119,10 @@ async def test_the_conversation_list_is_paged_and_searchable(
     assert "No customer matches “nobody”." in none.text
     long = await console.get("/console/conversations?q=" + "x" * 101, headers=HTMX)
     assert long.status_code == 422
+    assert "A search has at most 100 characters." in long.text
+    for page in ("0", "-1", "two"):
+        wrong = await console.get(f"/console/conversations?page={page}", headers=HTMX)
+        assert wrong.status_code == 422 and "A page is a whole number from 1." in wrong.text
 
 
 async def test_lookup_finds_a_dedup_id_written_as_the_readme_writes_it(

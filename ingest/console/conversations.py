@@ -50,17 +50,27 @@ async def page_of(backend: Backend, search: str = "", page: int = 1) -> Conversa
     return ConversationPage(search, page, int(data["total"]), rows)
 
 
-def _page_number(value: str | None) -> int:
-    return int(value) if value and value.isdigit() and 0 < len(value) <= 6 and int(value) else 1
+def _page_number(value: str | None) -> int | None:
+    """`?page=`: absent means 1; anything but a whole number from 1 is None (refused)."""
+    if value is None or value == "":
+        return 1
+    if not value.isdigit() or len(value) > 6 or int(value) < 1:
+        return None
+    return int(value)
 
 
 async def listing(console: Console, request: Request, session: Session) -> Response:
     """The list's section (htmx) or the page with it: `?q=` narrows, `?page=` pages."""
     search = (request.query_params.get("q") or "").strip()
-    if len(search) > MAX_SEARCH:
-        refused = {"conversations": None, "conversations_error": f"search with 1 to {MAX_SEARCH}"}
-        return await console.section(request, session, "_conversations.html", refused, status=422)
     page = _page_number(request.query_params.get("page"))
+    error = None
+    if len(search) > MAX_SEARCH:
+        error = f"a search has at most {MAX_SEARCH} characters"
+    elif page is None:
+        error = "a page is a whole number from 1"
+    if error is not None or page is None:
+        refused = {"conversations": None, "conversations_error": error}
+        return await console.section(request, session, "_conversations.html", refused, status=422)
     found = await reads.optional(page_of(console.backend, search, page))
     context: dict[str, Any] = {"conversations": found, "conversations_error": None}
     return await console.section(request, session, "_conversations.html", context)

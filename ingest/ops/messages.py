@@ -124,13 +124,14 @@ def line(row: dict[str, Any], width: int | None = None) -> str:
     when = str(row.get("sent_at") or row.get("stored_at") or "")[:19].replace("T", " ")
     arrow = "in " if row["direction"] == "in" else "out"
     text = visible(row.get("text") or "")
-    extras = [a.get("url") or a.get("type") or "" for a in row.get("attachments") or []]
+    extras = [visible(a.get("url") or a.get("type") or "") for a in row.get("attachments") or []]
     if row.get("edit_count"):
         extras.append(f"(edited {row['edit_count']}x)")
     for reaction in row.get("reactions") or []:
         extras.append(f"[{visible(reaction.get('emoji') or reaction.get('reaction') or '?')}]")
     body = " ".join(part for part in (text, *extras) if part)
-    text_line = f"{when}  {arrow}  {row.get('customer') or '-':<16}  {row['kind']:<10}  {body}"
+    customer = visible(row.get("customer") or "-")
+    text_line = f"{when}  {arrow}  {customer:<16}  {row['kind']:<10}  {body}"
     text_line = text_line.rstrip()
     if width is not None and len(text_line) > width:
         return text_line[: max(width - 1, 1)] + "…"
