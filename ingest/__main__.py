@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import signal
 import socket
 import sys
@@ -63,7 +64,8 @@ def port_free_or_exit(host: str, port: int) -> None:
     try:
         socket.create_server((host, port)).close()
     except OSError as exc:
-        why = (exc.strerror or str(exc)).lower()
+        in_use = exc.errno == errno.EADDRINUSE
+        why = "address already in use" if in_use else (exc.strerror or str(exc)).lower()
         print(
             f"configuration error: cannot listen on {host}:{port} ({why}); is the service "
             f"already running? Set PORT to a free port, e.g. PORT={port + 1} make run",

