@@ -102,10 +102,12 @@ def test_ctrl_c_stops_tail_and_relay_with_a_sentence_not_a_traceback(
         [INGESTCTL, *command], env=_env(database_url), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(3)  # settings, the database, the first poll
-    assert process.poll() is None, process.communicate()
+    assert process.stderr is not None
+    started = process.stderr.readline()  # "following new messages…" / "relaying…"
+    assert "Ctrl-C to stop" in started, started + process.communicate()[1]
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
+    _, rest = process.communicate(timeout=30)
+    stderr = started + rest
     assert process.returncode == 130, stderr
     assert stderr.rstrip().endswith("ingestctl: stopped")
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
