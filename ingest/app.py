@@ -25,6 +25,8 @@ from consumers.instagram import routes as consumer_routes
 from consumers.processing import Processor
 from contracts.http import answer
 from ingest.accounts.service import AccountsService
+from ingest.activity import Activity, started_fields
+from ingest.apidocs import routes as api_docs_routes
 from ingest.components import make_backend, make_enricher, make_http_client, make_relay
 from ingest.config.settings import Settings
 from ingest.console import build as build_console
@@ -78,10 +80,11 @@ def create_app(
     base_url = settings.public_base_url or f"http://localhost:{settings.port}"
     metrics = Metrics()
     accounts = AccountsService.build(settings, backend, http)
+    activity = Activity(metrics.observe_acceptance, metrics.observe_relay_pass)
     enricher = make_enricher(settings, backend, http, accounts.book)
     processor = Processor(backend, after_store=enricher.schedule if enricher else None)
-    relay = make_relay(settings, backend, processor, http, on_pass=metrics.observe_relay_pass)
-    admission = Admission(backend, on_new=relay.wake, on_accepted=metrics.observe_acceptance)
+    relay = make_relay(settings, backend, processor, http, on_pass=activity.observe_pass)
+    admission = Admission(backend, on_new=relay.wake, on_accepted=activity.observe_acceptance)
     reconcile = ReconcileService.build(
         settings, backend, http, admission, ReconcileMetrics(metrics.registry),
         source=accounts.book.graph_accounts, on_rejected=accounts.book.rejected,
@@ -121,6 +124,7 @@ def create_app(
             public=settings.metrics_public or settings.development,
         ),
         *console_routes(build_console(settings, backend, http, accounts.connect_url)),
+        *api_docs_routes(settings),
     ]
 
     @asynccontextmanager
@@ -135,14 +139,12 @@ def create_app(
         )
         if reconcile is not None:
             reconcile.start()
-        log.info(
-            "started",
-            env=settings.app_env.value,
-            qstash="publish" if settings.publishes_to_qstash else "direct processing",
-        )
+        summarising = asyncio.create_task(activity.run(), name="activity")
+        log.info("started", **started_fields(settings))
         try:
             yield
         finally:
+            summarising.cancel()
             if pruning is not None:
                 pruning.cancel()
             await accounts.stop()
@@ -153,6 +155,8 @@ def create_app(
                 await enricher.drain()
             await backend.close()
             await http.aclose()
+            activity.flush()  # what the last interval accepted
+            log.info("stopped", listen=f"http://{settings.host}:{settings.port}")
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return _console_secured(request, answer(404, "not_found", "no such route"))

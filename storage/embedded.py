@@ -27,7 +27,7 @@ class EmbeddedPostgres:
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         self._server = get_server(data_dir, cleanup_mode="delete" if delete_on_exit else "stop")
         self.data_dir = data_dir
-        log.info("embedded_postgres_started", data_dir=str(data_dir))
+        log.debug("embedded_postgres_started", data_dir=str(data_dir))  # the service says it
 
     def url(self, database: str = "postgres") -> str:
         return str(self._server.get_uri(database))
@@ -63,6 +63,16 @@ class EmbeddedPostgres:
         handles = self._server.global_process_id_list  # pids of the processes sharing it
         handles.put([pid for pid in handles.get() if _alive(pid)])  # `kill -9` leaves its pid
         self._server.cleanup()
+
+
+def running(data_dir: Path) -> bool:
+    """Whether a server is up in `data_dir` (its `postmaster.pid` names a live process):
+    `ingestctl` asks before it connects, rather than start a server nobody will stop."""
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return False
+    return _alive(pid)
 
 
 def _alive(pid: int) -> bool:

@@ -45,6 +45,19 @@ def is_permanent_sqlstate(sqlstate: str | None) -> bool:
     return sqlstate[:2] in _PERMANENT_CLASSES
 
 
+def unreachable(exc: BaseException) -> str:
+    """Why the database could not be reached, as a sentence an operator reads (the CLI,
+    the console, the ledger's reason): the OS's own words, never an exception class name."""
+    if isinstance(exc, TimeoutError):
+        return "the database did not answer in time"
+    if isinstance(exc, FileNotFoundError):
+        return "the database's socket does not exist (is the database running?)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"the database cannot be reached: {exc.strerror.lower()}"
+    detail = str(exc).strip().split("\n", 1)[0]
+    return "the database cannot be reached" + (f": {detail}" if detail else "")
+
+
 def from_sqlstate(message: str, sqlstate: str | None) -> StorageError:
     if is_permanent_sqlstate(sqlstate):
         return DataRejected(message, sqlstate=sqlstate)

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from storage import jsonb
-from storage.errors import StorageError, StorageUnavailable, from_sqlstate
+from storage.errors import StorageError, StorageUnavailable, from_sqlstate, unreachable
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -33,10 +33,11 @@ def translate(exc: BaseException) -> StorageError:
         return exc
     if isinstance(exc, asyncpg.PostgresError):
         # The message alone: the DETAIL of a constraint violation quotes the row (message
-        # text), and this text ends up in logs and in the ledger's `reason`.
+        # text), and this text ends up in logs and in the ledger's `reason`. No class name:
+        # operators read it (`ingestctl`, the console, the audit trail); the SQLSTATE is kept.
         message = getattr(exc, "message", None) or str(exc).split("\n", 1)[0]
-        return from_sqlstate(f"{type(exc).__name__}: {message}", getattr(exc, "sqlstate", None))
-    return StorageUnavailable(f"{type(exc).__name__}: {exc}")
+        return from_sqlstate(message, getattr(exc, "sqlstate", None))
+    return StorageUnavailable(unreachable(exc))
 
 
 class PostgresBackend:

@@ -18,7 +18,13 @@ import httpx
 from postgrest.exceptions import APIError
 
 from storage import jsonb
-from storage.errors import DataRejected, StorageError, StorageUnavailable, from_sqlstate
+from storage.errors import (
+    DataRejected,
+    StorageError,
+    StorageUnavailable,
+    from_sqlstate,
+    unreachable,
+)
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 _RETRYABLE_STATUSES = frozenset({408, 429})
@@ -41,8 +47,8 @@ def translate(exc: APIError) -> StorageError:
         if code.startswith(_PERMANENT_PGRST_PREFIX):
             return DataRejected(message)
         return StorageUnavailable(message)
-    if len(code) == 5:  # a SQLSTATE from the database
-        return from_sqlstate(message, code)
+    if len(code) == 5:  # a SQLSTATE from the database: its own words, as over asyncpg
+        return from_sqlstate(exc.message or message, code)
     return StorageUnavailable(message)
 
 
@@ -71,7 +77,7 @@ class SupabaseBackend:
         except APIError as exc:
             raise translate(exc) from exc
         except httpx.HTTPError as exc:
-            raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise StorageUnavailable(unreachable(exc)) from exc
         return response.data
 
     async def ping(self) -> None:

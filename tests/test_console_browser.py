@@ -187,6 +187,43 @@ def test_looking_up_the_mid_shows_its_path_to_stored(browser: webdriver.Chrome) 
     )
 
 
+def test_clicking_the_customer_opens_their_conversation(
+    browser: webdriver.Chrome, capsys: pytest.CaptureFixture[str]
+) -> None:
+    browser.refresh()
+    wait_for(browser, "#conversations", "1234567890123456")
+    browser.find_element(By.CSS_SELECTOR, '#conversations a[href$="/1234567890123456"]').click()
+    wait_for(browser, "#customer", "held in the drill")
+    assert "from the customer" in browser.find_element(By.ID, "customer").text
+    assert screenshot(browser, "console-conversation.png", capsys).stat().st_size > 10_000
+
+
+def _sideways(browser: webdriver.Chrome) -> int:
+    """How far the page is wider than the window (0: nothing to scroll sideways)."""
+    return int(
+        browser.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+    )
+
+
+def test_at_420_px_wide_no_page_scrolls_sideways(
+    browser: webdriver.Chrome, server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    browser.set_window_size(420, 1000)
+    try:
+        for path, name in (
+            ("/console/conversations/1234567890123456", "console-420-conversation.png"),
+            ("/console", "console-420.png"),
+        ):
+            browser.get(server + path)
+            wait_for(browser, "main")
+            assert _sideways(browser) == 0, path
+            screenshot(browser, name, capsys)
+    finally:
+        browser.set_window_size(1280, 1000)
+
+
 def test_a_post_without_the_csrf_token_is_refused(browser: webdriver.Chrome, server: str) -> None:
     session = {c["name"]: c["value"] for c in browser.get_cookies()}
     form = {"action": "activate", "mode": "hold", "reason": "forged"}

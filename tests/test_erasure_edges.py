@@ -78,7 +78,7 @@ async def test_a_failure_callback_after_the_erasure_brings_nothing_back(
     await post(client, message("m_c0", CUSTOMER, f"{PHRASE} #0"))
     await wait_settled(backend)
     (event,) = parse_delivery(json.loads(message("m_c0", CUSTOMER, f"{PHRASE} #0")))
-    assert ctl("forget", CUSTOMER).returncode == 0
+    assert ctl("forget", CUSTOMER, "--yes").returncode == 0
     row = "select state, event from ingest_ledger where dedup_id = $1"
     settled = dict(await backend.pool.fetchrow(row, event.dedup_id))
     assert settled == {"state": "direct", "event": None}  # settled, its payload gone
@@ -94,7 +94,7 @@ async def test_forget_finds_a_row_the_ledger_kept_only_as_text(
     backend: PostgresBackend, ctl: Callable[..., Any]
 ) -> None:
     await refused_by_the_ledger(backend, "m_refused")
-    assert ctl("forget", CUSTOMER).returncode == 0
+    assert ctl("forget", CUSTOMER, "--yes").returncode == 0
     assert await found_anywhere(backend, PHRASE) == []
 
 
@@ -141,7 +141,7 @@ async def test_an_item_with_an_impossible_time_keeps_its_sender_and_so_is_erased
 ) -> None:
     await post(client, with_an_impossible_time("m_odd"))
     await wait_settled(backend)
-    assert ctl("forget", CUSTOMER).returncode == 0
+    assert ctl("forget", CUSTOMER, "--yes").returncode == 0
     assert await found_anywhere(backend, PHRASE) == []
     (late,) = parse_delivery(json.loads(with_an_impossible_time("m_odd2")))
     assert (late.kind, late.sender_id, late.timestamp) == ("unsupported", CUSTOMER, None)
@@ -168,7 +168,7 @@ async def test_forget_refuses_an_empty_id_or_a_business_account(
     assert ctl("accounts", "add", ACCOUNT).returncode == 0
     await post(client, message("m_reply", ACCOUNT, "a reply to a customer", echo=True))
     await wait_settled(backend)
-    refused = ctl("forget", igsid)
+    refused = ctl("forget", igsid, "--yes")
     assert refused.returncode == 1
     assert ("an IGSID is required" if not igsid.strip() else "is a business account") in (
         refused.stderr

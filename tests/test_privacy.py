@@ -50,7 +50,7 @@ async def test_forget_leaves_no_trace_of_the_customer_anywhere(
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout)["messages"] == 4
     assert await found_anywhere(backend, PHRASE)  # a dry run changes nothing
-    done = ctl("forget", CUSTOMER)
+    done = ctl("forget", CUSTOMER, "--yes")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("removed: ")
     assert "messages 4" in done.stdout and "dead_letters 1" in done.stdout
@@ -72,7 +72,7 @@ async def test_a_meta_redelivery_and_a_qstash_retry_of_an_erased_message_store_n
     client: httpx.AsyncClient, backend: PostgresBackend, ctl: Callable[..., Any]
 ) -> None:
     await a_customer_with_history(client, backend)
-    assert ctl("forget", CUSTOMER).returncode == 0
+    assert ctl("forget", CUSTOMER, "--yes").returncode == 0
     again = await post(client, message("m_c0", CUSTOMER, f"{PHRASE} #0"))  # Meta redelivers
     unseen = await post(client, message("m_c9", CUSTOMER, f"{PHRASE} #9"))  # reconcile, late
     assert (again.status_code, unseen.status_code) == (200, 200)
@@ -94,7 +94,7 @@ async def test_an_erased_customers_event_stays_erased_when_admission_goes_item_b
 ) -> None:
     """An event the ledger refuses sends the whole call down the per-item path."""
     await a_customer_with_history(client, backend)
-    assert ctl("forget", CUSTOMER).returncode == 0
+    assert ctl("forget", CUSTOMER, "--yes").returncode == 0
     await backend.pool.execute(
         "alter table ingest_ledger add constraint no_poison check (sender_id <> '666')"
     )
@@ -111,7 +111,7 @@ async def test_a_message_the_customer_sends_after_the_erasure_is_stored(
 ) -> None:
     await post(client, message("m_before", CUSTOMER, "before"))
     await wait_settled(backend)
-    assert ctl("forget", CUSTOMER).returncode == 0
+    assert ctl("forget", CUSTOMER, "--yes").returncode == 0
     later = int(time.time() * 1000) + 5_000
     await post(client, message("m_after", CUSTOMER, "written after the erasure", ts=later))
     await wait_settled(backend)

@@ -1,6 +1,6 @@
 """The Instagram accounts reconcile may read, each with its own token.
 
-Two ways to configure them (README, "Reconcile"):
+Two ways to configure them (docs/reconcile.md):
 - one account: `INSTAGRAM_ACCESS_TOKEN`, and `INSTAGRAM_ACCOUNT_ID` when known; without it
   the id is asked once from `GET /me?fields=user_id` (Instagram Login; Meta's "Get
   started" page documents that field as the professional account's id, the one webhooks

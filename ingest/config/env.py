@@ -15,6 +15,7 @@ from pathlib import Path
 from starlette.config import Config
 
 from ingest.config.accounts import GraphAccount, read_accounts
+from ingest.config.apidocs import read_api_docs
 from ingest.config.connect_env import read_account_settings
 from ingest.config.guards import guards
 from ingest.config.reader import (
@@ -27,6 +28,7 @@ from ingest.config.reader import (
     DEV_INTERNAL_TOKEN,
     DEV_META_SECRET,
     DEV_VERIFY_TOKEN,
+    LOG_LEVELS,
     Reader,
     boolean,
     non_negative,
@@ -86,8 +88,8 @@ class _SettingsReader(Reader):
         supabase_key = self.secret("SUPABASE_SERVICE_ROLE_KEY", required=supabase_url is not None)
         if not self.development and database_url is None and supabase_url is None:
             raise SettingsError(
-                "DATABASE_URL or SUPABASE_URL is required outside development "
-                "(the embedded database is for local use only)"
+                "DATABASE_URL or SUPABASE_URL is required outside development (the embedded "
+                "database is for local use only: APP_ENV=development uses it, as `make run` does)"
             )
         qstash_token = self.secret("QSTASH_TOKEN", required=False)
         signing_required = qstash_token is not None or not self.development
@@ -114,7 +116,7 @@ class _SettingsReader(Reader):
             app_env=app_env,
             host=self.raw("HOST") or "127.0.0.1",
             port=self.positive_int("PORT", 8000),
-            log_level=(self.raw("LOG_LEVEL") or "info").lower(),
+            log_level=self.choice("LOG_LEVEL", LOG_LEVELS, "info"),
             public_base_url=self.url("PUBLIC_BASE_URL") or self.url("PRODUCTION_DOMAIN"),
             meta_app_secrets=self.meta_secrets(),
             meta_verify_token=self._required_secret("META_VERIFY_TOKEN", DEV_VERIFY_TOKEN),
@@ -153,6 +155,7 @@ class _SettingsReader(Reader):
             retention=self.retention(),
             accounts=read_account_settings(self),
             guards=guards(self),
+            api_docs=read_api_docs(self, boolean),
         )
 
     def safety(self) -> SafetyLimits:

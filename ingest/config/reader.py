@@ -9,6 +9,7 @@ and the QStash dev server's credentials) is refused wherever it appears.
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -21,6 +22,7 @@ T = TypeVar("T")
 
 DEFAULT_QSTASH_URL = "https://qstash.upstash.io"
 DEFAULT_LABEL = "instagram-messaging-event"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 DEFAULT_GRAPH_API_URL = "https://graph.instagram.com/v21.0"
 DEFAULT_RECONCILE_GRACE_SECONDS = 30.0
 DEV_META_SECRET = "dev-meta-app-secret"  # noqa: S105 - a documented development default
@@ -81,7 +83,17 @@ class Reader:
         try:
             return parse(value)
         except ValueError as exc:
+            if isinstance(parse, type) and issubclass(parse, Enum):
+                choices = ", ".join(str(member.value) for member in parse)
+                raise SettingsError(f"{name} must be one of {choices}; got {value!r}") from None
             raise SettingsError(f"{name} is malformed: {exc}") from None
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        """One of `choices` (case-insensitive); a refusal lists them."""
+        value = (self.raw(name) or default).lower()
+        if value not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        return value
 
     def positive_int(self, name: str, default: int) -> int:
         value = self.typed(name, int, default)

@@ -13,6 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from ingest.config.accounts import GraphAccount
+from ingest.config.apidocs import ApiDocs
 from ingest.config.connect import AccountSettings
 from ingest.config.guards import Guards
 from ingest.config.secret import Secret as Secret  # re-exported: one class, two homes
@@ -58,7 +59,7 @@ class SafetyLimits:
 
 @dataclass(frozen=True, slots=True)
 class Retention:
-    """How long settled ledger rows and dead-letter bodies are kept (README: "Privacy").
+    """How long settled ledger rows and dead-letter bodies are kept (docs/privacy.md).
 
     30 days is twenty times Meta's ~36 h redelivery horizon: a redelivery older than the
     ledger row it would match is admitted again, and may cost one more QStash message."""
@@ -112,10 +113,11 @@ class Settings:
     retention: Retention
     accounts: AccountSettings = field(default_factory=AccountSettings)
     guards: Guards = field(default_factory=Guards)
+    api_docs: ApiDocs = field(default_factory=ApiDocs)
 
     @property
     def development(self) -> bool:
-        """Only `development` relaxes anything (README: "Configuration")."""
+        """Only `development` relaxes anything (docs/configuration.md)."""
         return self.app_env is AppEnv.DEVELOPMENT
 
     @property

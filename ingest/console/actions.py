@@ -159,7 +159,8 @@ async def preview_replay(
     except FormError as exc:
         return await _problems(console, request, session, ProblemQuery(), str(exc), 422)
     count = await replaying.count(console.backend, which)
-    preview = {"count": count, "scope": scope, "ids": list(which.dedup_ids)}
+    refused = await replaying.refusal(console.backend)
+    preview = {"count": count, "scope": scope, "ids": list(which.dedup_ids), "refused": refused}
     return await _problems(console, request, session, query, preview=preview)
 
 
@@ -173,7 +174,7 @@ async def replay(console: Console, request: Request, session: Session, form: For
         now = await replaying.count(console.backend, which)
         if now != expected:
             sentence = f"{now} event(s) match now, not the {expected} you confirmed."
-            preview = {"count": now, "scope": scope, "ids": list(which.dedup_ids)}
+            preview = {"count": now, "scope": scope, "ids": list(which.dedup_ids), "refused": None}
             return await _problems(console, request, session, query, sentence, 409, preview=preview)
         done = await replaying.replay(console.backend, actor(session), which)
     except FormError as exc:

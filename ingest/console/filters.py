@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
+
+from ingest.ops.audit import visible
 
 
 def when(value: str | None) -> str:
@@ -36,7 +39,39 @@ def percent(share: float) -> str:
     return f"{share:.0%}"
 
 
-FILTERS: dict[str, Callable[..., Any]] = {"when": when, "duration": duration, "percent": percent}
+def capitalize_first(text: str) -> str:
+    """A sentence from the database's lower-case words: only the first letter changes."""
+    return text[:1].upper() + text[1:]
+
+
+def detail(value: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """An audit row's detail as `name: value` pairs a person reads (lists joined, nested
+    objects as `key value` pairs), control characters shown, never raw JSON."""
+
+    def plain(item: Any) -> str:
+        if isinstance(item, Mapping):
+            return ", ".join(f"{k.replace('_', ' ')} {plain(v)}" for k, v in item.items())
+        if isinstance(item, list | tuple):
+            return ", ".join(plain(v) for v in item) or "none"
+        if isinstance(item, bool):
+            return "yes" if item else "no"
+        return visible("—" if item is None else str(item))
+
+    return [(name.replace("_", " "), plain(item)) for name, item in value.items()]
+
+
+def safe_link(url: str | None) -> str | None:
+    """An attachment's URL when it may be a link (http or https), else None: the URL
+    comes from a payload, and a `javascript:` one must never become a link."""
+    if not url or not url.isprintable():
+        return None
+    return url if urlsplit(url).scheme in ("http", "https") else None
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "when": when, "duration": duration, "percent": percent, "visible": visible,
+    "capitalize_first": capitalize_first, "detail": detail, "safe_link": safe_link,
+}  # fmt: skip
 
 
 def millis(value: int | None) -> str:

@@ -64,16 +64,31 @@ def subject(dedup_id: str) -> Subject:
     return Subject("event", (dedup_id,))
 
 
+# The kinds whose dedup ID is a prefix and one mid: the README writes them as
+# `ig_msg_<mid>`, the ledger holds the mid escaped (`m_1` → `m-5F1`).
+MID_PREFIXES = ("ig_msg_", "ig_del_")
+
+
+def candidates(query: str) -> tuple[list[str], str]:
+    """The dedup IDs a query may name exactly, and the needle that finds every other event
+    about the same mid or sender. A query in the README's form (`ig_msg_m_sample_1`, the
+    mid as Meta sent it) finds what the ledger holds under the escaped form."""
+    ids = [query]
+    subject = query
+    for prefix in MID_PREFIXES:
+        if query.startswith(prefix) and len(query) > len(prefix):
+            subject = query[len(prefix) :]
+            ids.append(prefix + escape_part(subject))
+    escaped = escape_part(subject)
+    ids += [f"ig_msg_{escaped}", f"ig_del_{escaped}"]
+    return list(dict.fromkeys(ids)), f"_{escaped}"
+
+
 async def lookup(backend: Backend, query: str) -> list[EventPath]:
-    escaped = escape_part(query)
+    dedup_ids, needle = candidates(query)
     rows = await backend.call(
         "ingest_console_lookup",
-        {
-            "p_query": query,
-            "p_dedup_ids": [query, f"ig_msg_{escaped}", f"ig_del_{escaped}"],
-            "p_needle": f"_{escaped}",
-            "p_limit": ROWS,
-        },
+        {"p_query": query, "p_dedup_ids": dedup_ids, "p_needle": needle, "p_limit": ROWS},
     )
     subjects = {row["dedup_id"]: subject(row["dedup_id"]) for row in rows}
     stored = await _stored(backend, list(subjects.values()))

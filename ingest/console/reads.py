@@ -19,7 +19,6 @@ T = TypeVar("T")
 LAG_SAMPLE = 1000
 PROBLEM_ROWS = 50
 SPEND_DAYS = 30
-CONVERSATIONS = 20
 AUDIT_ROWS = 20
 
 
@@ -139,11 +138,6 @@ class Conversation:
     last_sent_at: str | None
     last_deleted: bool
     last_attachments: int
-
-
-async def conversations(backend: Backend) -> list[Conversation]:
-    rows = await backend.call("ingest_console_conversations", {"p_limit": CONVERSATIONS})
-    return [Conversation(**row) for row in rows]
 
 
 async def audit_trail(backend: Backend) -> list[audit.Entry]:

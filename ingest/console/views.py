@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from ingest.accounts.registry import Registry
+from ingest.console import conversations, reads
 from ingest.console import lookup as looking
-from ingest.console import reads
 from ingest.console.charts import spend_chart
 from ingest.console.forms import FormError, ProblemQuery, problem_query
 from ingest.console.session import Session
@@ -30,11 +30,11 @@ async def page_context(console: Console, session: Session) -> dict[str, Any]:
     """Everything the whole page shows, read concurrently; a section whose read failed
     (database unavailable) renders as unavailable. The DLQ loads after the page."""
     backend, query = console.backend, ProblemQuery()
-    pulse, problems, spend, conversations, audit, accounts = await asyncio.gather(
+    pulse, problems, spend, found_conversations, audit, accounts = await asyncio.gather(
         reads.optional(reads.pulse(backend, console.budget)),
         reads.optional(reads.problems(backend, query.filter)),
         reads.optional(reads.spend(backend)),
-        reads.optional(reads.conversations(backend)),
+        reads.optional(conversations.page_of(backend)),
         reads.optional(reads.audit_trail(backend)),
         reads.optional(Registry(backend).overview()),
     )
@@ -46,7 +46,9 @@ async def page_context(console: Console, session: Session) -> dict[str, Any]:
         "dlq": {"loaded": False, "configured": console.dlq is not None},
         "lookup": {"query": "", "paths": None, "error": None},
         "chart": spend_chart(spend, console.budget) if spend is not None else None,
-        "conversations": conversations,
+        "qstash_on": console.dlq is not None,  # a DLQ to read means a QSTASH_TOKEN
+        "conversations": found_conversations,
+        "conversations_error": None,
         "audit": audit,
         **accounts_context(console, accounts),
     }

@@ -51,6 +51,10 @@ class Publisher(Protocol):
         ...
 
 
+# The ledger's reason for a bug's retry: operators read it; the log has the traceback.
+UNEXPECTED = "retrying: an unexpected error (the service's log has it)"
+
+
 @dataclass(frozen=True, slots=True)
 class RelayConfig:
     lease_seconds: int = 30
@@ -237,7 +241,7 @@ class Relay:
             if not isinstance(exc, StorageError):
                 log.exception("direct_processing_crashed", dedup_id=row.dedup_id)
             delay = min(self._config.max_backoff_seconds, 2.0 ** min(row.attempts, 16))
-            reason = f"retrying: {type(exc).__name__}"
+            reason = f"retrying: {exc}"[:300] if isinstance(exc, StorageError) else UNEXPECTED
             return Settlement(row.dedup_id, "pending", reason=reason, delay_seconds=delay)
         return Settlement(row.dedup_id, "direct", reason=row.reason)
 

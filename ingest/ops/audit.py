@@ -25,6 +25,26 @@ def has_control(text: str) -> bool:
     return any(unicodedata.category(c).startswith("C") for c in text)
 
 
+def visible(text: str) -> str:
+    """`text` with control and format characters written out (`\\n`, `\\x1b`, `\\u202e`):
+    one line, nothing that moves a terminal's cursor, recolours it or reorders what
+    follows, and no invisible box in a page. What a customer or an operator typed, shown."""
+    out = []
+    for char in text:
+        if char == "\n":
+            out.append("\\n")
+        elif char == "\t":
+            out.append("\\t")
+        elif char in "\u200c\u200d":  # (non-)joiners: part of emoji and scripts, not tricks
+            out.append(char)
+        elif unicodedata.category(char).startswith("C") or char in "\u2028\u2029":
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 @dataclass(frozen=True, slots=True)
 class Actor:
     """The operator acting, as they named themselves (`--by`, or the console's login)."""

@@ -18,11 +18,13 @@ from datetime import datetime
 from ingest.config.env import load_or_exit
 from ingest.config.settings import Settings
 from ingest.logging import configure_logging
-from ingest.ops import commands
+from ingest.ops import commands, messages, sample
 from ingest.ops.audit import MAX_NAME, os_user
-from ingest.ops.output import TROUBLE, UNAVAILABLE, Failed
+from ingest.ops.output import INTERRUPTED, TROUBLE, UNAVAILABLE, Failed
 from ingest.ops.relaying import open_backend, relay
 from storage import DataRejected, StorageUnavailable
+
+MAX_DAYS = 366
 
 
 def _iso_time(value: str) -> datetime:
@@ -32,6 +34,12 @@ def _iso_time(value: str) -> datetime:
         return datetime.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+
+
+def _days(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"--days takes a whole number from 1 to {MAX_DAYS}")
+    return int(value)
 
 
 def _operator(value: str) -> str:
@@ -61,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", parents=[common], help="switch, breaker, counts")
     mon = sub.add_parser("monitor", parents=[common], help="daily usage from the ledger")
-    mon.add_argument("--days", type=int, default=7)
+    mon.add_argument("--days", type=_days, default=7, help="1 to 366 days back (default 7)")
 
     rep = sub.add_parser(
         "replay", parents=[common, acting], help="send held/failed events again, once"
@@ -85,8 +93,7 @@ def parser() -> argparse.ArgumentParser:
     red = dl_sub.add_parser("redrive", parents=[common, acting])
     red.add_argument("dlq_id")
 
-    smp = sub.add_parser("send-sample", parents=[common], help="POST a signed sample webhook")
-    smp.add_argument("--url", default="http://127.0.0.1:8000")
+    sample.add_parser(sub, common)
 
     from ingest.ops import privacy
 
@@ -94,6 +101,7 @@ def parser() -> argparse.ArgumentParser:
     from ingest.ops import accounts
 
     accounts.add_parser(sub, common, acting)
+    messages.add_parsers(sub, common)
 
     mig = sub.add_parser("migrate", parents=[common], help="apply supabase/migrations")
     mig.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the database")
@@ -115,6 +123,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     needs_settings: dict[str, Callable[..., Awaitable[int]]] = {
         "status": commands.status, "replay": commands.replay, "relay": relay, **privacy,
         "accounts": accounts,
+        "messages": messages.messages, "tail": messages.tail,
     }  # fmt: skip
     if args.command in needs_db:
         async with open_backend(settings) as backend:
@@ -124,10 +133,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             return await needs_settings[args.command](args, backend, settings)
     from ingest.ops.migrate import migrate
     from ingest.ops.reconcile import reconcile
-    from ingest.ops.sample import send_sample
 
     handlers = {
-        "dlq": commands.dlq, "send-sample": send_sample, "migrate": migrate,
+        "dlq": commands.dlq, "send-sample": sample.send_sample, "migrate": migrate,
         "reconcile": reconcile,
     }  # fmt: skip
     return await handlers[args.command](args, settings)
@@ -140,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, stream=sys.stderr)
     try:
         return asyncio.run(run(args, settings))
+    except KeyboardInterrupt:  # Ctrl-C ends `relay` and `tail`: the way out, not a crash
+        print("ingestctl: stopped", file=sys.stderr)
+        return INTERRUPTED
     except Failed as exc:
         print(f"ingestctl: {exc}", file=sys.stderr)
         return exc.code

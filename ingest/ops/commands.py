@@ -53,7 +53,13 @@ async def status(args: argparse.Namespace, backend: Backend, settings: Settings)
         {k: r[k] for k in ("account_id", "username", "source", "state", "expires_at")}
         for r in await Registry(backend).overview()
     ]
-    data = {**data, "qstash_daily_limit": settings.safety.daily_messages, "accounts": accounts}
+    stored = await backend.call("ingest_stored_totals", {})
+    data = {
+        **data,
+        "qstash_daily_limit": settings.safety.daily_messages,
+        "accounts": accounts,
+        "stored": stored,
+    }
 
     def human(s: dict[str, Any]) -> str:
         switch_state = "off"
@@ -70,10 +76,17 @@ async def status(args: argparse.Namespace, backend: Backend, settings: Settings)
             f"held        : {s['held']}",
             f"failed      : {s['failed']}",
             f"QStash today: {s['qstash_messages_today']} of {s['qstash_daily_limit']} messages",
+            f"stored      : {stored['messages']} message(s) from {stored['customers']} "
+            f"customer(s), {stored['messages_today']} today",
             *(f"account     : {a['account_id']} {a['state'].upper()}"
               + (f" (expires {str(a['expires_at'])[:10]})" if a["expires_at"] else "")
               for a in s["accounts"]),
         ]  # fmt: skip
+        gone = stored["deauthorized"]
+        lines.append(
+            "deauthorised: "
+            + (", ".join(f"{a['account_id']} (at {a['deauthorized_at']})" for a in gone) or "none")
+        )
         return "\n".join(lines)
 
     emit(args, data, human)
@@ -115,18 +128,25 @@ async def replay(args: argparse.Namespace, backend: Backend, settings: Settings)
     )
     if args.dry_run:
         would = await replaying.count(backend, which)
-        emit(args, {"would_replay": would}, lambda a: f"would replay {a['would_replay']} event(s)")
+        refused = await replaying.refusal(backend)
+        data: dict[str, Any] = {"would_replay": would, **({"refused": refused} if refused else {})}
+        emit(args, data, _dry_run_line)
         return OK
     try:
         done = await replaying.replay(backend, actor(args), which)
     except replaying.ReplayRefused as exc:
         raise Failed(f"refused: {exc}") from exc
-    data: dict[str, Any] = {"replayed": done.count}
+    data = {"replayed": done.count}
     if not args.no_wait and done.count:
         settled = await relay_until_done(backend, settings)
         data["settled"] = dict(settled.settled)
     emit(args, data, _replay_line)
     return TROUBLE if data.get("settled", {}).get("failed") else OK
+
+
+def _dry_run_line(data: dict[str, Any]) -> str:
+    line = f"would replay {data['would_replay']} event(s)"
+    return line + (f", but refused now: {data['refused']}" if "refused" in data else "")
 
 
 def _replay_line(data: dict[str, Any]) -> str:

@@ -2,7 +2,8 @@
 
 Exit codes: 0 done; 1 the operation was refused or found trouble (replay while the
 kill switch holds, a failure rate above 10%, a QStash call refused); 2 bad usage or
-configuration; 3 the database is unavailable.
+configuration; 3 the database is unavailable; 4 the service is unreachable
+(`send-sample`); 130 stopped with Ctrl-C (`relay`, `tail`), as a shell reports it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-OK, TROUBLE, USAGE, UNAVAILABLE = 0, 1, 2, 3
+OK, TROUBLE, USAGE, UNAVAILABLE, UNREACHABLE = 0, 1, 2, 3, 4
+INTERRUPTED = 130
 
 
 class Failed(Exception):

@@ -12,18 +12,21 @@ from contextlib import asynccontextmanager
 from ingest.config.settings import Secret, Settings
 from ingest.delivery.relay import Relay
 from ingest.delivery.settlement import PassResult
-from ingest.ops.output import OK, emit
+from ingest.ops.output import OK, UNAVAILABLE, Failed, emit
 from storage import Backend
 
 
 @asynccontextmanager
 async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
-    """The configured database, or the embedded one under `DATA_DIR` (as `make run` uses)."""
+    """The configured database, or the embedded one under `DATA_DIR` (as `make run` uses)
+    when the service runs it: started here, it would outlive the command and the service."""
     from ingest.components import make_backend
 
     if settings.uses_embedded_database:
-        from storage.embedded import EmbeddedPostgres
+        from storage.embedded import EmbeddedPostgres, running
 
+        if not running(settings.data_dir / "pg"):
+            raise Failed(embedded_down(settings), UNAVAILABLE)
         server = EmbeddedPostgres(settings.data_dir / "pg")
         settings = dataclasses.replace(settings, database_url=Secret(server.url()))
     backend = make_backend(settings)
@@ -32,6 +35,11 @@ async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
         yield backend
     finally:
         await backend.close()
+
+
+def embedded_down(settings: Settings) -> str:
+    where = settings.data_dir / "pg"
+    return f"the embedded database at {where} is not running; start the service (make run)"
 
 
 async def relay(args: argparse.Namespace, backend: Backend, settings: Settings) -> int:

@@ -85,6 +85,17 @@ async def count(backend: Backend, which: ReplayFilter) -> int:
     return int(answer["would_replay"])
 
 
+# The database's own words when it refuses (`ingest_replay`), said before anyone confirms.
+HOLDING = "the kill switch is holding events; deactivate it before replaying"
+
+
+async def refusal(backend: Backend) -> str | None:
+    """Why a replay would be refused now, or None: the preview says it up front, so an
+    operator never confirms a count only to be told no."""
+    status = await backend.call("ingest_status", {})
+    return HOLDING if status.get("hold") else None
+
+
 async def replay(backend: Backend, actor: audit.Actor, which: ReplayFilter) -> Replayed:
     detail = which.describe()
     try:
