@@ -7,7 +7,6 @@ loop (the database pool, the HTTP client). Nothing is global.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,15 +23,15 @@ from consumers.instagram import ConsumerConfig
 from consumers.instagram import routes as consumer_routes
 from consumers.processing import Processor
 from contracts.http import answer
+from ingest.background.tasks import Background, Parts, background_tasks
 from ingest.components import make_backend, make_enricher, make_http_client, make_relay
 from ingest.config.settings import Settings
 from ingest.console import build as build_console
 from ingest.console import routes as console_routes
 from ingest.console import security as console_security
 from ingest.delivery.admission import Admission
-from ingest.delivery.relay import Relay
 from ingest.edge import internal, webhook
-from ingest.lifecycle import privacy, retention
+from ingest.lifecycle import privacy
 from ingest.logging import RequestContextMiddleware
 from ingest.metrics import Metrics
 from ingest.metrics import routes as metrics_routes
@@ -83,6 +82,13 @@ def create_app(
         settings, backend, http, admission, ReconcileMetrics(metrics.registry)
     )
 
+    # Relay, reconcile schedule, retention...: here, or only in a worker (RELAY_IN_WEB).
+    background = Background(
+        background_tasks(Parts(settings, backend, relay, reconcile))
+        if settings.background.in_web
+        else ()
+    )
+
     async def read_status() -> Mapping[str, Any]:
         status: Mapping[str, Any] = await backend.call("ingest_status", {})
         return status
@@ -122,27 +128,21 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await backend.open()
         await _record_accounts(backend, settings)
-        relaying = asyncio.create_task(relay.run(), name="relay")
-        pruning = (
-            asyncio.create_task(retention.run(backend, settings.retention), name="prune")
-            if settings.retention.interval_seconds
-            else None
-        )
+        background.start()
         if reconcile is not None:
             reconcile.start()
         log.info(
             "started",
             env=settings.app_env.value,
             qstash="publish" if settings.publishes_to_qstash else "direct processing",
+            background=list(background.names) if background.tasks else "in a worker",
         )
         try:
             yield
         finally:
-            if pruning is not None:
-                pruning.cancel()
             if reconcile is not None:
                 await reconcile.stop()
-            await _stop_relay(relay, relaying)
+            await background.stop()
             if enricher is not None:
                 await enricher.drain()
             await backend.close()
@@ -187,20 +187,6 @@ async def _record_accounts(backend: Backend, settings: Settings) -> None:
         except StorageError as exc:
             log.warning("account_not_recorded", error=type(exc).__name__)
             return
-
-
-async def _stop_relay(relay: Relay, task: asyncio.Task[None], grace: float = 10.0) -> None:
-    """Finish the pass under way, settle what this instance admitted last, then stop.
-    Whatever is still pending is claimed by another instance (or this one's successor)
-    once its lease ends."""
-    relay.stop()
-    try:
-        await asyncio.wait_for(task, grace)
-        await relay.drain(deadline_seconds=grace / 2)
-    except (TimeoutError, StorageError) as exc:
-        log.warning("relay_stopped_with_work_left", error=type(exc).__name__)
-    finally:
-        task.cancel()
 
 
 def app_from_env() -> Starlette:

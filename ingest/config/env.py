@@ -15,6 +15,7 @@ from pathlib import Path
 from starlette.config import Config
 
 from ingest.config.accounts import GraphAccount, read_accounts
+from ingest.config.background import read_background
 from ingest.config.reader import (
     CONSOLE_SECRET_MIN_LENGTH,
     CONSOLE_TOKEN_MIN_LENGTH,
@@ -148,6 +149,7 @@ class _SettingsReader(Reader):
             safety=self.safety(),
             relay_sweep_seconds=self.positive_float("RELAY_SWEEP_SECONDS", 1.0),
             retention=self.retention(),
+            background=read_background(self, boolean),
         )
 
     def safety(self) -> SafetyLimits:

@@ -8,11 +8,12 @@ wrapped in `Secret` so that no repr, log line or traceback ever shows them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 from ingest.config.accounts import GraphAccount
+from ingest.config.background import BackgroundWork
 from ingest.config.secret import Secret as Secret  # re-exported: one class, two homes
 
 DEV_CONSOLE_SESSION_SECRET = "dev-console-session-secret"  # noqa: S105 - development default
@@ -108,6 +109,7 @@ class Settings:
     safety: SafetyLimits
     relay_sweep_seconds: float
     retention: Retention
+    background: BackgroundWork = field(default_factory=BackgroundWork)
 
     @property
     def development(self) -> bool:
