@@ -35,7 +35,6 @@ from storage.embedded import EmbeddedPostgres
 from storage.migrations import apply_migrations
 from tests.doubles.qstash import TOKEN, free_port
 from tests.doubles.qstash_signer import sign as qstash_sign
-from tests.processes import INGESTCTL
 
 HOST = "127.0.0.1"
 PUBLIC = "https://ingest.bench.test"
@@ -108,8 +107,8 @@ def server(kind: str, env: dict[str, str]) -> Iterator[tuple[int, int]]:
 @contextmanager
 def worker(env: dict[str, str]) -> Iterator[int]:
     """The Procfile's `worker:` (`ingestctl relay`): every background task; its pid."""
-    process = subprocess.Popen(
-        [INGESTCTL, "relay"], env=env, cwd=ROOT.parent,
+    process = subprocess.Popen(  # `ingestctl`, from this tree (as `bench.serve` runs)
+        [sys.executable, "-m", "ingest.ops.cli", "relay"], env=env, cwd=ROOT.parent,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
