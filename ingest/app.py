@@ -198,6 +198,7 @@ def app_from_env() -> Starlette:
     from ingest.config.env import load_or_exit
     from ingest.config.settings import SettingsError
     from ingest.logging import configure_logging
+    from ingest.runtime import tune_gc
 
     settings = load_or_exit()
     configure_logging(settings.log_level)
@@ -208,4 +209,6 @@ def app_from_env() -> Starlette:
             print(f"configuration error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         settings = dataclasses.replace(settings, public_base_url=base_url)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_gc()
+    return app

@@ -53,6 +53,9 @@ async def relay(args: argparse.Namespace, backend: Backend, settings: Settings) 
             settings = dataclasses.replace(settings, public_base_url=resolve_base_url(settings))
         except SettingsError as exc:
             raise Failed(str(exc), USAGE) from None
+    from ingest.runtime import tune_gc
+
+    tune_gc()  # a long-running process, as the web one (`ingest.runtime`)
     print("relaying (and every background task); Ctrl-C to stop", file=sys.stderr)
     worker = asyncio.current_task()
     assert worker is not None
