@@ -47,14 +47,13 @@ async def relay(args: argparse.Namespace, backend: Backend, settings: Settings) 
         return OK
     from ingest.background.worker import run_worker
     from ingest.config.base_url import resolve_base_url
+    from ingest.runtime import tune_gc
 
     if settings.public_base_url is None:  # as the web process decides it (QStash calls it)
         try:
             settings = dataclasses.replace(settings, public_base_url=resolve_base_url(settings))
         except SettingsError as exc:
             raise Failed(str(exc), USAGE) from None
-    from ingest.runtime import tune_gc
-
     tune_gc()  # a long-running process, as the web one (`ingest.runtime`)
     print("relaying (and every background task); Ctrl-C to stop", file=sys.stderr)
     worker = asyncio.current_task()
