@@ -84,7 +84,7 @@ def create_app(
 
     # Relay, reconcile schedule, retention...: here, or only in a worker (RELAY_IN_WEB).
     background = Background(
-        background_tasks(Parts(settings, backend, relay, reconcile))
+        background_tasks(Parts(settings, backend, http, relay, reconcile))
         if settings.background.in_web
         else ()
     )

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import structlog
 
 from ingest.config.settings import Settings
@@ -47,6 +48,7 @@ class Parts:
 
     settings: Settings
     backend: Backend
+    http: httpx.AsyncClient
     relay: Relay
     reconcile: ReconcileService | None = None
 

@@ -35,7 +35,7 @@ async def run_worker(settings: Settings, backend: Backend) -> None:
     reconcile = ReconcileService.build(
         settings, backend, http, admission, ReconcileMetrics(CollectorRegistry())
     )
-    background = Background(background_tasks(Parts(settings, backend, relay, reconcile)))
+    background = Background(background_tasks(Parts(settings, backend, http, relay, reconcile)))
     background.start()
     log.info("worker_started", background=list(background.names))
     try:
