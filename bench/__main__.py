@@ -20,12 +20,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
 
+from bench.cpu import CpuMeter, postgres_seconds, postmaster_pid, reading_of
 from bench.loadgen import Request, closed_loop, fixed_rate
 from bench.serve import BARE_SECRET
 from storage.embedded import EmbeddedPostgres
@@ -77,7 +80,8 @@ def service_env(database_url: str, qstash_url: str, **extra: str) -> dict[str, s
 
 
 @contextmanager
-def server(kind: str, env: dict[str, str]) -> Iterator[int]:
+def server(kind: str, env: dict[str, str]) -> Iterator[tuple[int, int]]:
+    """(port, pid) of `python -m bench.serve kind PORT`, once it accepts connections."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.serve", kind, str(port)],
@@ -94,7 +98,21 @@ def server(kind: str, env: dict[str, str]) -> Iterator[int]:
                 raise RuntimeError(f"{kind} server did not start: {stderr!r}") from None
             time.sleep(0.1)
     try:
-        yield port
+        yield port, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@contextmanager
+def worker(env: dict[str, str]) -> Iterator[int]:
+    """The Procfile's `worker:` (`ingestctl relay`): every background task; its pid."""
+    process = subprocess.Popen(  # `ingestctl`, from this tree (as `bench.serve` runs)
+        [sys.executable, "-m", "ingest.ops.cli", "relay"], env=env, cwd=ROOT.parent,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -151,7 +169,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def consumer_figures(port: int, database_url: str, count: int) -> dict[str, float]:
+async def consumer_figures(
+    port: int, database_url: str, count: int, meter: CpuMeter
+) -> dict[str, float]:
     import asyncpg
 
     from contracts import MessageEvent
@@ -165,7 +185,9 @@ async def consumer_figures(port: int, database_url: str, count: int) -> dict[str
         headers = {"Content-Type": "application/json",
                    "Upstash-Signature": qstash_sign(body, PUBLIC + CONSUMER, KEY)}  # fmt: skip
         deliveries.append(Request(CONSUMER, headers, body))
+    meter.start()
     seconds, statuses = await closed_loop(HOST, port, deliveries, concurrency=32)
+    meter.stop()
     http_rate = sum(1 for s in statuses if s == 200) / seconds
 
     pool = await asyncpg.create_pool(database_url, min_size=8, max_size=8)
@@ -256,6 +278,36 @@ async def publish_lags(database_url: str, tag: str) -> list[float]:
     return [r["lag"] for r in rows]
 
 
+@dataclass
+class Measured:
+    """One closed-loop run, and the CPU each process spent per event meanwhile."""
+
+    rps: float
+    requests: int
+    non2xx: int
+    settle_seconds: float
+    cpu_us: dict[str, float] = field(default_factory=dict)
+
+
+def measured_wrk(
+    port: int, bodies: Path, meter: CpuMeter, settle: Callable[[], object]
+) -> Measured:
+    """wrk against `port`; CPU from its start until `settle()` returns (the relay done)."""
+    meter.start()
+    figures = wrk(port, bodies)
+    started = time.monotonic()
+    settle()
+    settled = time.monotonic() - started
+    meter.stop()
+    requests = int(figures["requests"])
+    return Measured(figures["rps"], requests, int(figures["non2xx"]), settled,
+                    meter.per_event_us(requests))  # fmt: skip
+
+
+def cpu_text(cpu: dict[str, float]) -> str:
+    return " ".join(f"{name} {us:.0f}" for name, us in cpu.items()) + f" = {sum(cpu.values()):.0f}"
+
+
 def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
@@ -263,20 +315,25 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         pg = EmbeddedPostgres(Path(tmp) / "pg", delete_on_exit=True)
         url = pg.create_database("bench")
-        asyncio.run(apply_migrations(url))
+        split_url = pg.create_database("split")
+        for database in (url, split_url):
+            asyncio.run(apply_migrations(database))
+        postgres = partial(postgres_seconds, postmaster_pid(pg.data_dir))
         base_env = service_env(url, "")
-        with server("qstash", base_env) as qstash_port:
+        with server("qstash", base_env) as (qstash_port, qstash_pid):
             double = DoubleStats(f"http://{HOST}:{qstash_port}")
             env = service_env(url, double.url)
             bodies = Path(tmp) / "bodies.tsv"
             write_bodies(bodies, 200_000, "wrk")
-            with server("bare", env) as port:
-                bare = wrk(port, bodies)
-            with server("app", env) as port:
-                app = wrk(port, bodies)
-                drained = drain_seconds(url)
+            with server("bare", env) as (port, pid):
+                bare = measured_wrk(port, bodies, CpuMeter({"bare": reading_of(pid)}), lambda: 0)
+            # The default shape: the relay publishes everything from the web process.
+            with server("app", env) as (port, pid):
+                meter = CpuMeter({"app": reading_of(pid), "postgres": postgres,
+                                  "qstash": reading_of(qstash_pid)})  # fmt: skip
+                app = measured_wrk(port, bodies, meter, lambda: drain_seconds(url))
                 calls = double.requests()
-                published = min(app["requests"], 200_000)
+                published = min(app.requests, 200_000)
                 double.reset()
                 lat = asyncio.run(
                     fixed_rate(
@@ -288,15 +345,30 @@ def main() -> int:
                 )
                 drain_seconds(url)
                 lags = asyncio.run(publish_lags(url, "lat"))
-                consumer = asyncio.run(consumer_figures(port, url, 5000))
+                consumer_meter = CpuMeter({"app": reading_of(pid), "postgres": postgres})
+                consumer = asyncio.run(consumer_figures(port, url, 5000, consumer_meter))
+            # RELAY_IN_WEB=false: the ack path alone, then a worker relays the backlog.
+            split_env = service_env(split_url, double.url, RELAY_IN_WEB="false")
+            with server("app", split_env) as (port, pid):
+                meter = CpuMeter({"app": reading_of(pid), "postgres": postgres})
+                ack = measured_wrk(port, bodies, meter, lambda: 0)
+            with worker(split_env) as worker_pid:
+                meter = CpuMeter({"worker": reading_of(worker_pid), "postgres": postgres,
+                                  "qstash": reading_of(qstash_pid)}).start()  # fmt: skip
+                relayed = drain_seconds(split_url, limit=120)
+                meter.stop()
+                relay_cpu = meter.per_event_us(ack.requests)
             admit = asyncio.run(admission_figures(url))
         pg.cleanup()
-    ratio = app["rps"] / bare["rps"]
+    ratio = app.rps / bare.rps
     consumer_ratio = consumer["http"] / consumer["sql"]
     rows = [
-        ("webhook ack throughput (req/s)", f"{app['rps']:.0f}", f"{bare['rps']:.0f} bare",
-         f"{ratio:.2f}", ">= 0.5"),
-        ("relay backlog drained after the load (s)", f"{drained:.1f}", "", "", "<= 30"),
+        ("webhook ack throughput, relay publishing (req/s)", f"{app.rps:.0f}",
+         f"{bare.rps:.0f} bare", f"{ratio:.2f}", ">= 0.5"),
+        ("webhook ack throughput, RELAY_IN_WEB=false (req/s)", f"{ack.rps:.0f}",
+         f"{bare.rps:.0f} bare", f"{ack.rps / bare.rps:.2f}", ""),
+        ("relay backlog drained after the load (s)", f"{app.settle_seconds:.1f}", "", "", "<= 30"),
+        ("worker drained the RELAY_IN_WEB=false backlog (s)", f"{relayed:.1f}", "", "", ""),
         ("QStash calls per event (32 connections)", f"{calls / max(published, 1):.3f}", "", "",
          "<= 0.2"),
         ("ack latency p50 at 500 req/s (ms)", f"{percentile(lat, 0.5) * 1000:.1f}", "", "", ""),
@@ -311,7 +383,7 @@ def main() -> int:
          f"{consumer_ratio:.2f}", ">= 2000/s"),
     ]  # fmt: skip
     print(f"load: wrk -t2 -c32 -d{DURATION}s (throughput); asyncio generator (latency, consumer)")
-    bad = f"non-2xx: bare {bare['non2xx']}, app {app['non2xx']}"
+    bad = f"non-2xx: bare {bare.non2xx}, app {app.non2xx}, ack alone {ack.non2xx}"
     print(f"{bad}; published in the latency run {len(lags)}/{500 * DURATION};"
           f" consumer rows {consumer['rows']}/5000")  # fmt: skip
     width = max(len(r[0]) for r in rows)
@@ -319,6 +391,17 @@ def main() -> int:
     for name, value, base, ratio_text, target in rows:
         print(f"{name:<{width}}  {value:>8}  {base:>20}  {ratio_text:>6}  {target}")
     print(f"latency samples: {len(lat)}, mean {statistics.mean(lat) * 1000:.1f} ms")
+    print("CPU per event (µs, /proc/<pid>/stat; load generators not counted):")
+    cpu_rows = [
+        ("bare endpoint (HMAC + json.loads)", bare.cpu_us),
+        ("ack + relay, one process (wrk run until drained)", app.cpu_us),
+        ("ack path alone (RELAY_IN_WEB=false)", ack.cpu_us),
+        ("relay alone (the worker draining that backlog)", relay_cpu),
+        ("consumer (signed QStash deliveries)", consumer_meter.per_event_us(5000)),
+    ]
+    width = max(len(r[0]) for r in cpu_rows)
+    for name, cpu in cpu_rows:
+        print(f"  {name:<{width}}  {cpu_text(cpu)}")
     return 0
 
 

@@ -14,6 +14,7 @@ import asyncio
 import os
 import random
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +37,7 @@ from storage.embedded import EmbeddedPostgres
 from storage.migrations import apply_migrations
 from tests.doubles.qstash import TOKEN, QStashDouble, free_port, serve
 from tests.doubles.qstash_signer import sign
-from tests.processes import inherited_env, service
+from tests.processes import INGESTCTL, inherited_env, service
 
 PUBLIC = "https://ingest.drill.test"
 KEY = "sig_drill_current_key_0000000000"
@@ -246,6 +247,41 @@ class Drills:
             await settled(url)
         return SCALE
 
+    @contextmanager
+    def worker(self, url: str, **env: str) -> Any:
+        """The Procfile's `worker:` (`ingestctl relay`) as a real process."""
+        full = {**inherited_env(), **environment(url, self.qstash_url, **env)}
+        process = subprocess.Popen(
+            [INGESTCTL, "relay"], env=full, cwd=self.tmp,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+
+    async def web_and_worker(self, url: str, tag: str) -> int:
+        """RELAY_IN_WEB=false: two web processes only ack; a worker relays, is killed -9
+        while publishing, and the next worker finishes (after the lease)."""
+        self.double.delay = 3.0
+        web = {"RELAY_IN_WEB": "false", "PUBLISH_BUDGET_SECONDS": "20"}
+        with self.process(url, **web) as (one, _), self.process(url, **web) as (two, _):
+            async with AsyncExitStack() as stack:
+                a = await stack.enter_async_context(httpx.AsyncClient(base_url=one))
+                b = await stack.enter_async_context(httpx.AsyncClient(base_url=two))
+                jobs = [lambda n=n: meta(a if n % 2 else b, n, tag) for n in range(SCALE)]
+                jobs += [lambda n=n: meta(b if n % 2 else a, n, tag) for n in range(0, SCALE, 3)]
+                with self.worker(url, PUBLISH_BUDGET_SECONDS="20") as first:
+                    await gather_limited(jobs)
+                    await until(lambda: bool(self.double.requests))
+                    first.send_signal(signal.SIGKILL)
+            self.double.delay = 0.0
+            with self.worker(url):
+                await settled(url)
+        return SCALE
+
     async def two_instances(self, url: str, tag: str) -> int:
         """Each delivery to either instance at random, a third of them to both at once."""
         rng = random.Random(7)
@@ -310,6 +346,8 @@ async def main_async() -> list[Row]:
                 await d.run("kill -9 while publishing; another instance", "killed",
                             d.killed_while_publishing),
                 await d.run("two instances, random and both at once", "two", d.two_instances),
+                await d.run("RELAY_IN_WEB=false: two webs; worker kill -9, next worker",
+                            "worker", d.web_and_worker),
                 await d.run("daily limit reached, two instances", "daily",
                             d.daily_limit_two_instances),
                 await d.run("consumer clock 20 s behind QStash", "skew", d.clock_skew),

@@ -63,10 +63,12 @@ def main() -> None:
         from ingest.app import create_app
         from ingest.config.env import settings_from_env
         from ingest.logging import configure_logging
+        from ingest.runtime import tune_gc
 
         settings = settings_from_env(env_file=None)
         configure_logging(settings.log_level)
         app = create_app(settings)
+        tune_gc()  # as the Procfile's web process does (`ingest.app.app_from_env`)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

@@ -23,6 +23,7 @@ from ingest.config.base_url import resolve_base_url
 from ingest.config.env import load_or_exit
 from ingest.config.settings import Secret, Settings, SettingsError
 from ingest.logging import configure_logging
+from ingest.runtime import tune_gc
 from storage.migrations import apply_migrations
 
 log = structlog.get_logger("ingest")
@@ -87,8 +88,10 @@ def main() -> int:
     port_free_or_exit(settings.host, settings.port)
     with ExitStack() as stack:
         settings = prepare(settings, stack)
+        app = create_app(settings)
+        tune_gc()
         uvicorn.run(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             log_level="warning",

@@ -27,16 +27,16 @@ from contracts.http import answer
 from ingest.accounts.service import AccountsService
 from ingest.activity import Activity, started_fields
 from ingest.apidocs import routes as api_docs_routes
+from ingest.background.tasks import Background, Parts, background_tasks
 from ingest.components import make_backend, make_enricher, make_http_client, make_relay
 from ingest.config.settings import Settings
 from ingest.console import build as build_console
 from ingest.console import routes as console_routes
 from ingest.console import security as console_security
 from ingest.delivery.admission import Admission
-from ingest.delivery.relay import Relay
 from ingest.edge import internal, webhook
 from ingest.edge.body_deadline import BodyDeadline
-from ingest.lifecycle import privacy, retention
+from ingest.lifecycle import privacy
 from ingest.logging import RequestContextMiddleware
 from ingest.metrics import Metrics
 from ingest.metrics import routes as metrics_routes
@@ -90,6 +90,13 @@ def create_app(
         source=accounts.book.graph_accounts, on_rejected=accounts.book.rejected,
     )  # fmt: skip
 
+    # Relay, reconcile schedule, retention...: here, or only in a worker (RELAY_IN_WEB).
+    background = Background(
+        background_tasks(Parts(settings, backend, http, relay, reconcile, accounts))
+        if settings.background.in_web
+        else ()
+    )
+
     async def read_status() -> Mapping[str, Any]:
         status: Mapping[str, Any] = await backend.call("ingest_status", {})
         return {**status, "accounts": await backend.call("ig_accounts_overview", {})}
@@ -131,26 +138,23 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await backend.open()
         await accounts.start()
-        relaying = asyncio.create_task(relay.run(), name="relay")
-        pruning = (
-            asyncio.create_task(retention.run(backend, settings.retention), name="prune")
-            if settings.retention.interval_seconds
-            else None
-        )
+        background.start()
         if reconcile is not None:
             reconcile.start()
         summarising = asyncio.create_task(activity.run(), name="activity")
-        log.info("started", **started_fields(settings))
+        log.info(
+            "started",
+            **started_fields(settings),
+            background=list(background.names) if background.tasks else "in a worker",
+        )
         try:
             yield
         finally:
             summarising.cancel()
-            if pruning is not None:
-                pruning.cancel()
             await accounts.stop()
             if reconcile is not None:
                 await reconcile.stop()
-            await _stop_relay(relay, relaying)
+            await background.stop()
             if enricher is not None:
                 await enricher.drain()
             await backend.close()
@@ -191,20 +195,6 @@ def _console_secured(request: Request, response: Response) -> Response:
     return response
 
 
-async def _stop_relay(relay: Relay, task: asyncio.Task[None], grace: float = 10.0) -> None:
-    """Finish the pass under way, settle what this instance admitted last, then stop.
-    Whatever is still pending is claimed by another instance (or this one's successor)
-    once its lease ends."""
-    relay.stop()
-    try:
-        await asyncio.wait_for(task, grace)
-        await relay.drain(deadline_seconds=grace / 2)
-    except (TimeoutError, StorageError) as exc:
-        log.warning("relay_stopped_with_work_left", error=type(exc).__name__)
-    finally:
-        task.cancel()
-
-
 def app_from_env() -> Starlette:
     """For `uvicorn --factory ingest.app:app_from_env` (Procfile)."""
     import dataclasses
@@ -214,6 +204,7 @@ def app_from_env() -> Starlette:
     from ingest.config.env import load_or_exit
     from ingest.config.settings import SettingsError
     from ingest.logging import configure_logging
+    from ingest.runtime import tune_gc
 
     settings = load_or_exit()
     configure_logging(settings.log_level)
@@ -224,4 +215,6 @@ def app_from_env() -> Starlette:
             print(f"configuration error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         settings = dataclasses.replace(settings, public_base_url=base_url)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_gc()
+    return app

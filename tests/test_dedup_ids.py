@@ -121,3 +121,10 @@ def test_an_id_too_long_for_an_index_is_replaced_by_its_digest() -> None:
 def test_escaping_covers_lone_surrogates_too(value: str) -> None:
     with_surrogate = value + "\ud800"
     assert unescape_part(escape_part(with_surrogate)) == with_surrogate
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_ascii_parts_escape_exactly_as_the_byte_by_byte_definition(value: str) -> None:
+    from contracts.dedup import _escape_bytes
+
+    assert escape_part(value) == _escape_bytes(value)

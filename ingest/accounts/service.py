@@ -97,12 +97,17 @@ class AccountsService:
 
     async def start(self) -> None:
         """Record the environment's accounts and load every token (before serving, so
-        the first event already uses its account's own token), then the schedules."""
+        the first event already uses its account's own token), then keep them reloaded.
+        Every process does this; the refresh schedule is background work
+        (`refresh_schedule`, run where `ingest.background` runs its tasks)."""
         await self.book.start()
         self._tasks.append(asyncio.create_task(self.book.run(), name="accounts-reload"))
-        if self.refresher is not None and self._interval:
-            schedule = RefreshSchedule(self.refresher, self._interval)
-            self._tasks.append(asyncio.create_task(schedule.run(), name="token-refresh"))
+
+    def refresh_schedule(self) -> RefreshSchedule | None:
+        """The daily-style token refresh, or None: no key (no stored token) or interval 0."""
+        if self.refresher is None or not self._interval:
+            return None
+        return RefreshSchedule(self.refresher, self._interval)
 
     async def stop(self) -> None:
         for task in self._tasks:

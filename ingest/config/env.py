@@ -16,6 +16,7 @@ from starlette.config import Config
 
 from ingest.config.accounts import GraphAccount, read_accounts
 from ingest.config.apidocs import read_api_docs
+from ingest.config.background import read_background
 from ingest.config.connect_env import read_account_settings
 from ingest.config.guards import guards
 from ingest.config.reader import (
@@ -156,6 +157,7 @@ class _SettingsReader(Reader):
             accounts=read_account_settings(self),
             guards=guards(self),
             api_docs=read_api_docs(self, boolean),
+            background=read_background(self, boolean),
         )
 
     def safety(self) -> SafetyLimits:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ingest.config.accounts import GraphAccount
 from ingest.config.apidocs import ApiDocs
+from ingest.config.background import BackgroundWork
 from ingest.config.connect import AccountSettings
 from ingest.config.guards import Guards
 from ingest.config.secret import Secret as Secret  # re-exported: one class, two homes
@@ -114,6 +115,7 @@ class Settings:
     accounts: AccountSettings = field(default_factory=AccountSettings)
     guards: Guards = field(default_factory=Guards)
     api_docs: ApiDocs = field(default_factory=ApiDocs)
+    background: BackgroundWork = field(default_factory=BackgroundWork)
 
     @property
     def development(self) -> bool:

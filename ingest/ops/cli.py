@@ -84,7 +84,10 @@ def parser() -> argparse.ArgumentParser:
         "--no-wait", action="store_true", help="leave the relaying to the running service"
     )
 
-    rel = sub.add_parser("relay", parents=[common], help="run the relay in this process")
+    rel = sub.add_parser(
+        "relay", parents=[common],
+        help="the worker: the relay and every background task, in this process",
+    )  # fmt: skip
     rel.add_argument("--once", action="store_true", help="stop when nothing is left to settle")
 
     dl = sub.add_parser("dlq", help="QStash's dead-letter queue, filtered by our label")

@@ -1,18 +1,23 @@
 """The database and the relay as `ingestctl` opens them: `relay [--once]`, and the relay
-that `replay` runs in-process unless told not to (`--no-wait`)."""
+that `replay` runs in-process unless told not to (`--no-wait`).
+
+`ingestctl relay` without `--once` is the worker (the Procfile's `worker:`): every
+background task (`ingest.background`), not only the relay, until SIGTERM or Ctrl-C."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from ingest.config.settings import Secret, Settings
+from ingest.config.settings import Secret, Settings, SettingsError
 from ingest.delivery.relay import Relay
 from ingest.delivery.settlement import PassResult
-from ingest.ops.output import OK, UNAVAILABLE, Failed, emit
+from ingest.ops.output import OK, UNAVAILABLE, USAGE, Failed, emit
 from storage import Backend
 
 
@@ -48,9 +53,27 @@ async def relay(args: argparse.Namespace, backend: Backend, settings: Settings) 
         done = await relay_until_done(backend, settings)
         emit(args, dict(done.settled), lambda d: "settled: " + (str(d) if d else "nothing"))
         return OK
-    async with _relay(backend, settings) as running:
-        print("relaying; Ctrl-C to stop", file=sys.stderr)
-        await running.run()
+    from ingest.background.worker import run_worker
+    from ingest.config.base_url import resolve_base_url
+    from ingest.runtime import tune_gc
+
+    if settings.public_base_url is None:  # as the web process decides it (QStash calls it)
+        try:
+            settings = dataclasses.replace(settings, public_base_url=resolve_base_url(settings))
+        except SettingsError as exc:
+            raise Failed(str(exc), USAGE) from None
+    tune_gc()  # a long-running process, as the web one (`ingest.runtime`)
+    print("relaying (and every background task); Ctrl-C to stop", file=sys.stderr)
+    worker = asyncio.current_task()
+    assert worker is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, worker.cancel)  # a platform stopping the worker
+    try:
+        await run_worker(settings, backend)
+    except asyncio.CancelledError:
+        return OK
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
     return OK
 
 

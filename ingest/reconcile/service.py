@@ -6,7 +6,8 @@ with its own token; an account that needs re-authorisation gets no call). The
 schedule runs when `RECONCILE_INTERVAL_SECONDS` is set: the first run shortly after
 start-up, then one every interval, each looking back 3 intervals (at least an hour),
 so a run that failed or was skipped is covered by the next. Every instance runs the
-schedule; the lease row lets one run per account go at a time. The missing-message
+schedule (the web process when `RELAY_IN_WEB` is true, the worker always: it is a
+background task); the lease row lets one run per account go at a time. The missing-message
 fetch runs unless `RECONCILE_GRACE_SECONDS` is 0. Both share each account's Graph
 client, so this process never calls an account more than twice a second.
 """
@@ -141,13 +142,13 @@ class ReconcileService:
         return sink if self.missing is None else NoticingSink(sink, self.missing.notice)
 
     def start(self) -> None:
-        if self.schedule is not None:
-            self._tasks.append(asyncio.create_task(self.schedule.run(), name="reconcile"))
+        """The missing-message fetch, which the webhook feeds: it runs in the web process.
+        The schedule is a background task (`ingest.background.tasks`)."""
         if self.missing is not None:
             self._tasks.append(asyncio.create_task(self.missing.run(), name="missing-messages"))
 
     async def stop(self) -> None:
-        """Cancel both; a run cut short leaves its lease to expire (then anyone may run)."""
+        """Cancel the fetch; a run cut short leaves its lease to expire (then anyone may run)."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
