@@ -67,10 +67,18 @@ async def relay(args: argparse.Namespace, backend: Backend, settings: Settings) 
     worker = asyncio.current_task()
     assert worker is not None
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, worker.cancel)  # a platform stopping the worker
+    terminated: list[bool] = []
+
+    def terminate() -> None:  # a platform stopping the worker: a clean stop, exit 0
+        terminated.append(True)
+        worker.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, terminate)
     try:
         await run_worker(settings, backend)
     except asyncio.CancelledError:
+        if not terminated:
+            raise  # Ctrl-C: the CLI says "stopped" and exits 130, as for every command
         return OK
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
