@@ -20,11 +20,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from consumers.errors import MalformedRequest, respond
 from consumers.instagram import ConsumerConfig
 from consumers.instagram import routes as consumer_routes
 from consumers.processing import Processor
+from consumers.signature import verify as verify_qstash
 from contracts.http import answer
-from ingest.components import make_backend, make_enricher, make_http_client, make_relay
+from ingest.components import (
+    make_backend,
+    make_enricher,
+    make_http_client,
+    make_relay,
+    make_turn_relay,
+)
 from ingest.config.settings import Settings
 from ingest.console import build as build_console
 from ingest.console import routes as console_routes
@@ -38,6 +46,9 @@ from ingest.metrics import Metrics
 from ingest.metrics import routes as metrics_routes
 from ingest.reconcile.metrics import ReconcileMetrics
 from ingest.reconcile.service import ReconcileService
+from ingest.turns import callback as turn_callback
+from ingest.turns.metrics import TurnMetrics
+from ingest.turns.relay import TurnRelay
 from storage import Backend, StorageError
 
 log = structlog.get_logger(__name__)
@@ -79,6 +90,9 @@ def create_app(
     processor = Processor(backend, after_store=enricher.schedule if enricher else None)
     relay = make_relay(settings, backend, processor, http, on_pass=metrics.observe_relay_pass)
     admission = Admission(backend, on_new=relay.wake, on_accepted=metrics.observe_acceptance)
+    turn_relay = make_turn_relay(
+        settings, backend, http, on_pass=TurnMetrics(metrics.registry).observe_pass
+    )
     reconcile = ReconcileService.build(
         settings, backend, http, admission, ReconcileMetrics(metrics.registry)
     )
@@ -109,6 +123,7 @@ def create_app(
         *internal.routes(settings, admission),
         *privacy.routes(backend, settings.meta_app_secrets, base_url),
         *consumer_routes(consumer, processor, backend, metrics.observe_consumer_status),
+        *turn_callback.routes(backend, base_url, _turn_verifier(consumer), _turn_refusal(consumer)),
         *metrics_routes(
             metrics,
             read_status,
@@ -123,6 +138,7 @@ def create_app(
         await backend.open()
         await _record_accounts(backend, settings)
         relaying = asyncio.create_task(relay.run(), name="relay")
+        handing_off = await _start_turns(backend, turn_relay)
         pruning = (
             asyncio.create_task(retention.run(backend, settings.retention), name="prune")
             if settings.retention.interval_seconds
@@ -143,6 +159,10 @@ def create_app(
             if reconcile is not None:
                 await reconcile.stop()
             await _stop_relay(relay, relaying)
+            if turn_relay is not None and handing_off is not None:
+                turn_relay.stop()
+                await asyncio.wait({handing_off}, timeout=5)
+                handing_off.cancel()
             if enricher is not None:
                 await enricher.drain()
             await backend.close()
@@ -201,6 +221,35 @@ async def _stop_relay(relay: Relay, task: asyncio.Task[None], grace: float = 10.
         log.warning("relay_stopped_with_work_left", error=type(exc).__name__)
     finally:
         task.cancel()
+
+
+async def _start_turns(backend: Backend, turn_relay: TurnRelay | None) -> asyncio.Task[None] | None:
+    """The turn relay's task; without TURN_WEBHOOK_URL, stores are told to open no turn."""
+    if turn_relay is not None:
+        return asyncio.create_task(turn_relay.run(), name="turns")
+    try:
+        await backend.call("ingest_turn_configure", {"p_settings": None})
+    except StorageError as exc:
+        log.warning("turns_not_switched_off", error=type(exc).__name__)
+    return None
+
+
+def _turn_verifier(consumer: ConsumerConfig) -> turn_callback.Verify:
+    def verify(header: str | None, body: bytes, url: str) -> None:
+        verify_qstash(
+            header, body, keys=consumer.signing_keys, url=url, leeway=consumer.leeway_seconds
+        )
+
+    return verify
+
+
+def _turn_refusal(consumer: ConsumerConfig) -> turn_callback.Refuse:
+    def refuse(exc: Exception) -> Response:
+        if isinstance(exc, turn_callback.MalformedCallback):
+            exc = MalformedRequest(str(exc))
+        return respond(exc, consumer.permanent_status)
+
+    return refuse
 
 
 def app_from_env() -> Starlette:

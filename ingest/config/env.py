@@ -39,6 +39,7 @@ from ingest.config.settings import (
     Settings,
     SettingsError,
 )
+from ingest.config.turn_reader import read_turns
 
 
 def read_settings(environ: Mapping[str, str], env_file: str | Path | None = ".env") -> Settings:
@@ -148,6 +149,7 @@ class _SettingsReader(Reader):
             safety=self.safety(),
             relay_sweep_seconds=self.positive_float("RELAY_SWEEP_SECONDS", 1.0),
             retention=self.retention(),
+            turns=read_turns(self),
         )
 
     def safety(self) -> SafetyLimits:

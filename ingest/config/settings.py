@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ingest.config.accounts import GraphAccount
 from ingest.config.secret import Secret as Secret  # re-exported: one class, two homes
+from ingest.config.turns import TurnSettings
 
 DEV_CONSOLE_SESSION_SECRET = "dev-console-session-secret"  # noqa: S105 - development default
 
@@ -108,6 +109,7 @@ class Settings:
     safety: SafetyLimits
     relay_sweep_seconds: float
     retention: Retention
+    turns: TurnSettings | None = None  # None: TURN_WEBHOOK_URL unset, no hand-off
 
     @property
     def development(self) -> bool:
