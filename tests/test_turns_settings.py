@@ -106,3 +106,24 @@ def test_several_secrets_rotate_and_each_signs() -> None:
     assert len(headers["webhook-signature"].split(" ")) == 2
     for secret in (SECRET, other):  # a receiver holding either secret verifies
         Webhook(secret).verify(body, headers)
+
+
+def test_openapi_documents_the_turn_contract_exactly_as_its_json_schema() -> None:
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    spec = yaml.safe_load((root / "openapi.yaml").read_text())
+    schema = json.loads((root / "contracts" / "schema" / "turn.v1.json").read_text())
+    turn = dict(spec["components"]["schemas"]["Turn"])
+    assert turn["properties"]["messages"]["items"] == {"$ref": "#/components/schemas/TurnMessage"}
+    expected = {k: v for k, v in schema.items() if k not in ("$schema", "$id", "$defs")}
+    turn["properties"] = {**turn["properties"], "messages": expected["properties"]["messages"]}
+    assert turn == expected
+    assert spec["components"]["schemas"]["TurnMessage"] == schema["$defs"]["TurnMessage"]
+    post = spec["webhooks"]["conversationTurn"]["post"]
+    assert post["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Turn"
+    }
