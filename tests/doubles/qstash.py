@@ -90,7 +90,7 @@ class QStashDouble:
     dlq: list[dict[str, Any]] = field(default_factory=list)
     delay: float = 0.0
     signing_key: str | None = None  # set: deliver what is accepted (deliver_with)
-    hosts: dict[str, str] = field(default_factory=dict)
+    hosts: dict[str, Any] = field(default_factory=dict)  # public → base URL, or a list
     time_scale: float = 0.001
     deliveries: list[Attempt] = field(default_factory=list)
     callbacks: list[dict[str, Any]] = field(default_factory=list)
@@ -116,7 +116,7 @@ class QStashDouble:
         self.callbacks.clear()
 
     def deliver_with(
-        self, key: str, hosts: dict[str, str] | None = None, time_scale: float = 0.001
+        self, key: str, hosts: dict[str, Any] | None = None, time_scale: float = 0.001
     ) -> None:
         """Deliver every message accepted from now on, signed with `key`."""
         self.signing_key = key
@@ -254,8 +254,12 @@ class QStashDouble:
     # -- delivering, as QStash does ----------------------------------------------------
 
     def _route(self, url: str) -> str:
+        """Where `url` really listens; a list of places is a round-robin balancer."""
         for public, local in self.hosts.items():
             if url.startswith(public):
+                if isinstance(local, list):
+                    local.append(local.pop(0))
+                    local = local[-1]
                 return local + url.removeprefix(public)
         return url
 
