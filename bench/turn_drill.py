@@ -183,7 +183,7 @@ class TurnDrill:
 
     async def post_all(self, sends: list[tuple[str, bytes]]) -> None:
         async with httpx.AsyncClient(timeout=30) as http:
-            gate = asyncio.Semaphore(32)
+            gate = asyncio.Semaphore(64)
 
             async def one(base: str, body: bytes) -> None:
                 async with gate:
@@ -242,3 +242,34 @@ async def until(condition: Callable[[], bool], within: float) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the drill timed out"
         await asyncio.sleep(0.05)
+
+
+def main() -> int:
+    """`python -m bench.turn_drill`: the full-size turn drill alone (make drill runs it too)."""
+    import sys
+
+    from bench.drills import turn_drill
+    from storage.embedded import EmbeddedPostgres
+    from tests.doubles.qstash import free_port
+
+    async def go() -> Report:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            pg = EmbeddedPostgres(Path(tmp) / "pg", delete_on_exit=True)
+            double = QStashDouble()
+            try:
+                with serve(double.app, free_port()) as qstash_url:
+                    return await turn_drill(pg, double, qstash_url, Path(tmp))
+            finally:
+                pg.cleanup()
+
+    report = asyncio.run(go())
+    for check, ok in report.checks.items():
+        print(f"{'ok  ' if ok else 'FAIL'} {check}")
+    print(", ".join(f"{k} {v}" for k, v in report.figures.items()), file=sys.stdout)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from contracts.http import answer
 from ingest.config.settings import AppEnv, Settings
-from ingest.console import actions, security, views
+from ingest.console import actions, security, turns, views
 from ingest.console.filters import FILTERS
 from ingest.console.session import Sessions
 from ingest.console.web import Console, public_origin
@@ -47,6 +47,8 @@ ROUTES: tuple[tuple[str, str, Callable[..., Any], bool], ...] = (
     ("/console/dlq/redrive", POST, actions.redrive, False),
     ("/console/lookup", GET, views.lookup, False),
     ("/console/audit", GET, views.audit, False),
+    ("/console/turns", GET, turns.view, False),
+    ("/console/turns/replay", POST, turns.replay, False),
 )
 
 

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from ingest.console import lookup as looking
-from ingest.console import reads
+from ingest.console import reads, turns
 from ingest.console.charts import spend_chart
 from ingest.console.forms import FormError, ProblemQuery, problem_query
 from ingest.console.session import Session
@@ -28,12 +28,13 @@ async def page_context(console: Console, session: Session) -> dict[str, Any]:
     """Everything the whole page shows, read concurrently; a section whose read failed
     (database unavailable) renders as unavailable. The DLQ loads after the page."""
     backend, query = console.backend, ProblemQuery()
-    pulse, problems, spend, conversations, audit = await asyncio.gather(
+    pulse, problems, spend, conversations, audit, turn_section = await asyncio.gather(
         reads.optional(reads.pulse(backend, console.budget)),
         reads.optional(reads.problems(backend, query.filter)),
         reads.optional(reads.spend(backend)),
         reads.optional(reads.conversations(backend)),
         reads.optional(reads.audit_trail(backend)),
+        turns.context(console),
     )
     return {
         "pulse": pulse,
@@ -45,6 +46,7 @@ async def page_context(console: Console, session: Session) -> dict[str, Any]:
         "chart": spend_chart(spend, console.budget) if spend is not None else None,
         "conversations": conversations,
         "audit": audit,
+        **turn_section,
     }
 
 

@@ -97,6 +97,7 @@ class QStashDouble:
     _dedup: dict[str, tuple[str, float]] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=itertools.count)
     _generation: int = 0
+    _http: httpx.AsyncClient | None = None
 
     def reset(self) -> None:
         """Forget everything; a slow request begun before the reset is then ignored."""
@@ -263,6 +264,14 @@ class QStashDouble:
                 return local + url.removeprefix(public)
         return url
 
+    def _client(self) -> httpx.AsyncClient:
+        """One client for every delivery (in the double's own event loop), as QStash keeps
+        connections to a destination open."""
+        if self._http is None or self._http.is_closed:
+            limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+            self._http = httpx.AsyncClient(timeout=10, limits=limits)
+        return self._http
+
     async def _deliver(self, published: Published, generation: int) -> None:
         from tests.doubles.qstash_signer import sign
 
@@ -276,38 +285,38 @@ class QStashDouble:
             if name.startswith("upstash-forward-")
         }
         last: httpx.Response | None = None
-        async with httpx.AsyncClient(timeout=10) as http:
-            for retried in range(retries + 1):
-                if generation != self._generation:
-                    return
-                headers = {
-                    "content-type": sent.get("content-type", "application/json"),
-                    **forwarded,
-                    "upstash-message-id": published.message_id,
-                    "upstash-retried": str(retried),
-                    "upstash-signature": sign(published.body, published.destination, key),
-                }
-                try:
-                    last = await http.post(
-                        self._route(published.destination), content=published.body,
-                        headers=headers,
-                    )  # fmt: skip
-                    status = last.status_code
-                except httpx.HTTPError:
-                    last, status = None, 0
-                self.deliveries.append(Attempt(published.message_id, published.destination,
-                                               status, retried, headers, published.body))  # fmt: skip
-                if 200 <= status < 300:
-                    return
-                if (
-                    status == 489
-                    and last is not None
-                    and last.headers.get("upstash-nonretryable-error") == "true"
-                ):
-                    break
-                if retried < retries:
-                    await asyncio.sleep(self._retry_delay(sent, retried) * self.time_scale)
-            await self._fail(http, published, last, retried, retries, key)
+        http = self._client()
+        for retried in range(retries + 1):
+            if generation != self._generation:
+                return
+            headers = {
+                "content-type": sent.get("content-type", "application/json"),
+                **forwarded,
+                "upstash-message-id": published.message_id,
+                "upstash-retried": str(retried),
+                "upstash-signature": sign(published.body, published.destination, key),
+            }
+            try:
+                last = await http.post(
+                    self._route(published.destination), content=published.body,
+                    headers=headers,
+                )  # fmt: skip
+                status = last.status_code
+            except httpx.HTTPError:
+                last, status = None, 0
+            self.deliveries.append(Attempt(published.message_id, published.destination,
+                                           status, retried, headers, published.body))  # fmt: skip
+            if 200 <= status < 300:
+                return
+            if (
+                status == 489
+                and last is not None
+                and last.headers.get("upstash-nonretryable-error") == "true"
+            ):
+                break
+            if retried < retries:
+                await asyncio.sleep(self._retry_delay(sent, retried) * self.time_scale)
+        await self._fail(http, published, last, retried, retries, key)
 
     def _retry_delay(self, headers: dict[str, str], retried: int) -> float:
         """Seconds before the next attempt: `Upstash-Retry-Delay` (milliseconds, an
