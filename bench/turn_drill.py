@@ -36,8 +36,7 @@ import httpx
 from tests.doubles.qstash import TOKEN, QStashDouble, serve
 from tests.meta import signed_headers
 from tests.processes import inherited_env, service
-from tests.test_turns_flow import Flaky
-from tests.turn_kit import RECEIVER_PATH, SECRET, delivery, item, load_receiver, now_ms
+from tests.turn_kit import RECEIVER_PATH, SECRET, Flaky, delivery, item, load_receiver, now_ms
 
 WEBHOOK = "/api/webhooks/instagram"
 

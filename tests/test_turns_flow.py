@@ -18,35 +18,16 @@ from storage.postgres import PostgresBackend
 from tests.conftest import open_client
 from tests.doubles.qstash import serve
 from tests.meta import post
-from tests.turn_kit import ACCOUNT, RECEIVER_PATH, SECRET, delivery, item, load_receiver, now_ms
-
-
-class Flaky:
-    """An ASGI wrapper: the first `failures` requests answer 500; every request is kept."""
-
-    def __init__(self, app: Any, failures: int = 0) -> None:
-        self.app, self.failures = app, failures
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        chunks, more = [], True
-        while more:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        self.requests.append((headers, body))
-        if len(self.requests) <= self.failures:
-            await send({"type": "http.response.start", "status": 500, "headers": []})
-            return await send({"type": "http.response.body", "body": b"down"})
-
-        async def replay() -> dict[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return await self.app(scope, replay, send)
+from tests.turn_kit import (
+    ACCOUNT,
+    RECEIVER_PATH,
+    SECRET,
+    Flaky,
+    delivery,
+    item,
+    load_receiver,
+    now_ms,
+)
 
 
 @pytest.fixture

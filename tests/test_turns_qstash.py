@@ -20,8 +20,8 @@ from storage.postgres import PostgresBackend
 from tests.conftest import PUBLIC_BASE_URL, QSTASH_CURRENT_KEY
 from tests.doubles.qstash import QStashDouble, serve
 from tests.meta import signed_headers
-from tests.test_turns_flow import Flaky, until
-from tests.turn_kit import RECEIVER_PATH, SECRET, delivery, item, load_receiver, now_ms
+from tests.test_turns_flow import until
+from tests.turn_kit import RECEIVER_PATH, SECRET, Flaky, delivery, item, load_receiver, now_ms
 
 WEBHOOK = "/api/webhooks/instagram"
 
