@@ -102,3 +102,27 @@ def test_metrics_count_turns_by_outcome_messages_and_hand_off_latency() -> None:
     assert 'ingest_turns_total{outcome="delivered"} 1.0' in text
     assert "ingest_turn_messages_sum 4.0" in text
     assert "ingest_turn_handoff_seconds_count 2.0" in text
+
+
+async def test_ingestctl_replay_limited_counts_then_replays_limited_turns_only(
+    turns_on: PostgresBackend, database_url: str
+) -> None:
+    for n, state in enumerate(("limited", "failed")):
+        await store(turns_on, message_event(f"r{n}", f"c{n}"))
+        await turns_on.pool.execute(
+            "update ig_turns set state = $1, seq = 1, closed_at = now() where customer_id = $2",
+            state,
+            f"c{n}",
+        )
+    dry = await asyncio.to_thread(
+        ingestctl, database_url, "replay", "--limited", "--dry-run", "--json"
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout) == {"would_replay": 0, "would_replay_turns": 1}
+    done = await asyncio.to_thread(
+        ingestctl, database_url, "replay", "--limited", "--no-wait", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"replayed": 0, "replayed_turns": 1}
+    rows = await turns_on.pool.fetch("select customer_id, state from ig_turns order by 1")
+    assert [tuple(r) for r in rows] == [("c0", "pending"), ("c1", "failed")]
