@@ -64,7 +64,9 @@ create index ig_turns_closed_idx on public.ig_turns (account_id, customer_id, cl
     where closed_at is not null;
 create index ig_turns_qstash_idx on public.ig_turns (qstash_message_id)
     where qstash_message_id is not null;
-create index ig_turns_state_idx on public.ig_turns (state, closed_at);
+-- retention's scan: only handed-off turns, so that opening a turn writes no entry here
+create index ig_turns_settled_idx on public.ig_turns (closed_at)
+    where state in ('delivered', 'published');
 
 -- Which stored item belongs to which turn: one row per message or postback, keyed by its
 -- deduplication ID, so an item belongs to exactly one turn however often it is stored.
