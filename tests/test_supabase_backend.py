@@ -35,8 +35,9 @@ CLAIM = RPC + "ingest_relay_claim"
 
 
 def calls(supabase: SupabaseStack) -> list[str]:
-    """The gateway's requests, without the relay's claims (it also sweeps every second)."""
-    return [path for path in supabase.paths() if path != CLAIM]
+    """The gateway's requests, without the relay's claims (it also sweeps every second) and
+    the start-up's turn configuration (turns off: stores are told to open none)."""
+    return [path for path in supabase.paths() if path not in (CLAIM, RPC + "ingest_turn_configure")]
 
 
 def supabase_settings(stack: SupabaseStack, key: str = SERVICE_ROLE_KEY) -> Settings:

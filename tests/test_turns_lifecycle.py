@@ -123,6 +123,6 @@ async def test_ingestctl_replay_limited_counts_then_replays_limited_turns_only(
         ingestctl, database_url, "replay", "--limited", "--no-wait", "--json"
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"replayed": 0, "replayed_turns": 1}
+    assert json.loads(done.stdout) == {"replayed": 0, "replayed_turns": 1}  # turns named
     rows = await turns_on.pool.fetch("select customer_id, state from ig_turns order by 1")
     assert [tuple(r) for r in rows] == [("c0", "pending"), ("c1", "failed")]

@@ -112,20 +112,17 @@ async def replay(args: argparse.Namespace, backend: Backend, settings: Settings)
     if args.dry_run:
         would = await replaying.count(backend, which) if events else 0
         turns = await turn_ops.replay(backend, actor(args), turn_states, dry_run=True)
-        emit(
-            args,
-            {"would_replay": would, "would_replay_turns": turns},
-            lambda a: (
-                f"would replay {a['would_replay']} event(s), {a['would_replay_turns']} turn(s)"
-            ),
-        )
+        counted = {"would_replay": would, **({"would_replay_turns": turns} if turns else {})}
+        emit(args, counted, _dry_line)
         return OK
     try:
         done = await replaying.replay(backend, actor(args), which) if events else None
         turns = await turn_ops.replay(backend, actor(args), turn_states)
     except (replaying.ReplayRefused, turn_ops.TurnReplayRefused) as exc:
         raise Failed(f"refused: {exc}") from exc
-    data: dict[str, Any] = {"replayed": done.count if done else 0, "replayed_turns": turns}
+    data: dict[str, Any] = {"replayed": done.count if done else 0}
+    if turns:  # named only when there were some: the answer's shape stays what it was
+        data["replayed_turns"] = turns
     if not args.no_wait and done is not None and done.count:
         settled = await relay_until_done(backend, settings)
         data["settled"] = dict(settled.settled)
@@ -136,11 +133,19 @@ async def replay(args: argparse.Namespace, backend: Backend, settings: Settings)
     return TROUBLE if failed else OK
 
 
+def _dry_line(counted: dict[str, Any]) -> str:
+    line = f"would replay {counted['would_replay']} event(s)"
+    if "would_replay_turns" in counted:
+        line += f", {counted['would_replay_turns']} turn(s)"
+    return line
+
+
 def _replay_line(data: dict[str, Any]) -> str:
     line = f"replayed {data['replayed']} event(s)"
     if "settled" in data:
         line += ": " + (", ".join(f"{k} {v}" for k, v in sorted(data["settled"].items())) or "-")
-    line += f"; {data['replayed_turns']} turn(s)"
+    if "replayed_turns" in data:
+        line += f"; {data['replayed_turns']} turn(s)"
     if "turns_settled" in data:
         settled = data["turns_settled"]
         line += ": " + (", ".join(f"{k} {v}" for k, v in sorted(settled.items())) or "-")
