@@ -241,3 +241,18 @@ async def test_past_the_hourly_turn_limit_a_turn_is_limited_and_its_messages_sto
     assert states[2] == (3, "limited", "turn_hourly_limit")
     assert [s[1] for s in states[:2]] != ["limited", "limited"]
     assert await backend.pool.fetchval("select count(*) from ig_messages") == 3
+
+
+async def test_the_body_says_when_the_business_replied_after_the_turn_opened(
+    turns_on: PostgresBackend,
+) -> None:
+    await store(turns_on, message_event("m1", "c1", text="price?"))
+    turn_id = await turns_on.pool.fetchval("select turn_id from ig_turns")
+    before = await turns_on.call("ig_turn_body", {"p_turn_id": turn_id})
+    assert before["business_replied_after"] is None
+    await store(turns_on, message_event("reply1", "c1", ts=now_ms(1), direction="out"))
+    await store(turns_on, message_event("other", "c2", ts=now_ms(1), direction="out"))
+    after = await turns_on.call("ig_turn_body", {"p_turn_id": turn_id})
+    assert after["business_replied_after"] is not None
+    assert [m["mid"] for m in after["messages"]] == ["m1"]  # the reply is not the customer's
+    assert await turns_on.pool.fetchval("select count(*) from ig_turns") == 1
