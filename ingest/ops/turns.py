@@ -60,7 +60,8 @@ async def replay(
     if dry_run:
         return int(answer["would_replay"])
     count = int(answer["replayed"])
-    await audit.record(backend, actor, "turn_replay", {"states": list(states), "turns": count})
+    if count:  # a replay that found no turn changed nothing (`replay` audits the events')
+        await audit.record(backend, actor, "turn_replay", {"states": list(states), "turns": count})
     return count
 
 
