@@ -256,3 +256,14 @@ async def test_the_body_says_when_the_business_replied_after_the_turn_opened(
     assert after["business_replied_after"] is not None
     assert [m["mid"] for m in after["messages"]] == ["m1"]  # the reply is not the customer's
     assert await turns_on.pool.fetchval("select count(*) from ig_turns") == 1
+
+
+async def test_a_message_after_the_window_ended_starts_a_new_turn_before_the_relay_runs(
+    turns_on: PostgresBackend,
+) -> None:
+    await store(turns_on, message_event("m1", "c1"))
+    await asyncio.sleep(0.35)  # quiet window over; no relay has closed the turn yet
+    await store(turns_on, message_event("m2", "c1"))
+    first, second = await turns(turns_on)
+    assert (first["mids"], first["state"], first["closed_because"]) == (["m1"], "pending", "quiet")
+    assert (second["mids"], second["state"]) == (["m2"], "open")

@@ -211,6 +211,16 @@ begin
     if v_sent < now() - interval '24 hours' then
         return;
     end if;
+    -- an open turn whose window ended before the relay got to it is closed here first: the
+    -- customer was quiet long enough (or it is full of time), so this message starts anew
+    select t.turn_id into v_turn
+    from public.ig_turns t
+    where t.account_id = e->>'account_id' and t.customer_id = e->>'sender_id'
+      and t.state = 'open' and t.due_at <= now()
+    for update;
+    if found then
+        perform public.ig_turn_close(v_turn, v_settings);
+    end if;
     select t.last_sent_at into v_handed
     from public.ig_turns t
     where t.account_id = e->>'account_id' and t.customer_id = e->>'sender_id'
