@@ -56,7 +56,11 @@ alter table public.ig_turns enable row level security;
 -- at most one open turn per conversation: the store's upsert finds it in one probe
 create unique index ig_turns_open_idx on public.ig_turns (account_id, customer_id)
     where state = 'open';
-create index ig_turns_due_idx on public.ig_turns (due_at) where state = 'open';
+-- the open turns, for the relay's close scan (a few: conversations active within the max
+-- wait). Indexed by the deadline, which never moves, so that extending a turn (messages,
+-- due_at, last_sent_at) changes no indexed column: a HOT update, no index write.
+create index ig_turns_open_deadline_idx on public.ig_turns (deadline_at) where state = 'open';
+alter table public.ig_turns set (fillfactor = 70);
 create index ig_turns_pending_idx on public.ig_turns (next_attempt_at) where state = 'pending';
 create index ig_turns_seq_idx on public.ig_turns (account_id, customer_id, seq)
     where seq is not null;
@@ -81,7 +85,6 @@ create table public.ig_turn_messages (
 );
 alter table public.ig_turn_messages enable row level security;
 create index ig_turn_messages_turn_idx on public.ig_turn_messages (turn_id);
-create index ig_turn_messages_mid_idx on public.ig_turn_messages (mid) where mid is not null;
 
 -- --- configuration ---------------------------------------------------------------------------
 
@@ -175,6 +178,7 @@ declare
     v_kind     text := e->>'kind';
     v_sent     timestamptz;
     v_handed   timestamptz;
+    v_closed   timestamptz;
     v_turn     text;
     v_count    int;
 begin
@@ -185,18 +189,20 @@ begin
     if not found then
         return;
     end if;
-    if v_kind = 'message_unsend' then
-        with gone as (
-            delete from public.ig_turn_messages m
-            using public.ig_turns t
-            where m.mid = e->>'mid' and t.turn_id = m.turn_id and t.state = 'open'
-            returning m.turn_id
-        )
-        update public.ig_turns t set messages = t.messages - 1, updated_at = now()
-        from gone where t.turn_id = gone.turn_id
-        returning t.turn_id, t.messages into v_turn, v_count;
-        if v_count = 0 then
-            delete from public.ig_turns where turn_id = v_turn and state = 'open';
+    if v_kind = 'message_unsend' then  -- out of the customer's open turn, if it is there
+        select t.turn_id into v_turn
+        from public.ig_turns t
+        where t.account_id = e->>'account_id' and t.customer_id = e->>'sender_id'
+          and t.state = 'open'
+        for update;
+        delete from public.ig_turn_messages where turn_id = v_turn and mid = e->>'mid';
+        if found then
+            update public.ig_turns set messages = messages - 1, updated_at = now()
+            where turn_id = v_turn
+            returning messages into v_count;
+            if v_count = 0 then
+                delete from public.ig_turns where turn_id = v_turn;
+            end if;
         end if;
         return;
     end if;
@@ -211,36 +217,41 @@ begin
     if v_sent < now() - interval '24 hours' then
         return;
     end if;
-    -- an open turn whose window ended before the relay got to it is closed here first: the
-    -- customer was quiet long enough (or it is full of time), so this message starts anew
-    select t.turn_id into v_turn
-    from public.ig_turns t
-    where t.account_id = e->>'account_id' and t.customer_id = e->>'sender_id'
-      and t.state = 'open' and t.due_at <= now()
-    for update;
-    if found then
-        perform public.ig_turn_close(v_turn, v_settings);
-    end if;
-    select t.last_sent_at into v_handed
+    select t.last_sent_at into v_handed    -- what this conversation already handed off
     from public.ig_turns t
     where t.account_id = e->>'account_id' and t.customer_id = e->>'sender_id'
       and t.seq is not null
     order by t.seq desc
     limit 1;
-    insert into public.ig_turns as t (
-        turn_id, account_id, customer_id, platform, due_at, deadline_at, messages, last_sent_at)
-    values (
-        'ig_turn_' || substr(e->>'dedup_id', 4), e->>'account_id', e->>'sender_id',
-        coalesce(e->>'platform', 'instagram'),
-        now() + make_interval(secs => least(v_settings.quiet_seconds,
-                                            v_settings.max_wait_seconds)),
-        now() + make_interval(secs => v_settings.max_wait_seconds), 1, v_sent)
-    on conflict (account_id, customer_id) where state = 'open' do update
-    set messages = t.messages + 1,
-        due_at = least(now() + make_interval(secs => v_settings.quiet_seconds), t.deadline_at),
-        last_sent_at = greatest(t.last_sent_at, excluded.last_sent_at),
-        updated_at = now()
-    returning t.turn_id, t.messages into v_turn, v_count;
+    loop
+        insert into public.ig_turns as t (
+            turn_id, account_id, customer_id, platform, due_at, deadline_at, messages,
+            last_sent_at)
+        values (
+            'ig_turn_' || substr(e->>'dedup_id', 4), e->>'account_id', e->>'sender_id',
+            coalesce(e->>'platform', 'instagram'),
+            now() + make_interval(secs => least(v_settings.quiet_seconds,
+                                                v_settings.max_wait_seconds)),
+            now() + make_interval(secs => v_settings.max_wait_seconds), 1, v_sent)
+        on conflict (account_id, customer_id) where state = 'open' do update
+        set messages = t.messages + 1,
+            due_at = least(now() + make_interval(secs => v_settings.quiet_seconds),
+                           t.deadline_at),
+            last_sent_at = greatest(t.last_sent_at, excluded.last_sent_at),
+            updated_at = now()
+        where t.due_at > now()
+        returning t.turn_id, t.messages into v_turn, v_count;
+        exit when found;
+        -- the open turn's window ended before the relay came round: the customer was quiet
+        -- long enough (or it is out of time), so it closes here and this message starts anew
+        select t.turn_id, t.last_sent_at into v_turn, v_closed
+        from public.ig_turns t
+        where t.account_id = e->>'account_id' and t.customer_id = e->>'sender_id'
+          and t.state = 'open'
+        for update;
+        perform public.ig_turn_close(v_turn, v_settings);
+        v_handed := greatest(v_handed, v_closed);
+    end loop;
     insert into public.ig_turn_messages (dedup_id, turn_id, kind, mid, sent_at, late)
     values (e->>'dedup_id', v_turn, v_kind, e->>'mid', v_sent,
             v_handed is not null and v_sent < v_handed)
