@@ -75,8 +75,18 @@ def service_env(database_url: str, qstash_url: str, **extra: str) -> dict[str, s
         "BREAKER_MAX_EVENTS": "1000000000",
         "SENDER_HOURLY_LIMIT": "1000000000",
         "SENDER_DAILY_LIMIT": "1000000000",
+        **(TURNS_ENV if os.environ.get("BENCH_TURNS") == "1" else {}),
         **extra,
     }
+
+
+# BENCH_TURNS=1: conversation turns on (issue 24). The consumer then keeps a turn for every
+# message it stores (each bench event is a new customer: a turn opened per event, the worst
+# case); the hand-off URL answers nothing, so the relay's turn hand-offs only retry.
+TURNS_ENV = {
+    "TURN_WEBHOOK_URL": "http://127.0.0.1:9/turns",
+    "TURN_WEBHOOK_SECRET": "whsec_YmVuY2gtdHVybi1zZWNyZXQtMDEyMzQ1Njc4OQ==",
+}
 
 
 @contextmanager
@@ -205,8 +215,9 @@ async def consumer_figures(
     await asyncio.gather(*(worker() for _ in range(32)))
     sql_rate = count / (time.perf_counter() - started)
     rows = await pool.fetchval("select count(*) from ig_messages where mid like 'c_http_%'")
+    turned = await pool.fetchval("select count(*) from ig_turn_messages")
     await pool.close()
-    return {"http": http_rate, "sql": sql_rate, "rows": rows}
+    return {"http": http_rate, "sql": sql_rate, "rows": rows, "turn_messages": turned}
 
 
 def pending(database_url: str) -> int:
@@ -382,10 +393,12 @@ def main() -> int:
         ("consumer (events/s)", f"{consumer['http']:.0f}", f"{consumer['sql']:.0f} SQL loop",
          f"{consumer_ratio:.2f}", ">= 2000/s"),
     ]  # fmt: skip
-    print(f"load: wrk -t2 -c32 -d{DURATION}s (throughput); asyncio generator (latency, consumer)")
+    print(f"load: wrk -t2 -c32 -d{DURATION}s (throughput); asyncio generator (latency, consumer)"
+          f"; turns {'on' if os.environ.get('BENCH_TURNS') == '1' else 'off'}")  # fmt: skip
     bad = f"non-2xx: bare {bare.non2xx}, app {app.non2xx}, ack alone {ack.non2xx}"
     print(f"{bad}; published in the latency run {len(lags)}/{500 * DURATION};"
-          f" consumer rows {consumer['rows']}/5000")  # fmt: skip
+          f" consumer rows {consumer['rows']}/5000,"
+          f" in turns {consumer['turn_messages']}")  # fmt: skip
     width = max(len(r[0]) for r in rows)
     print(f"{'figure':<{width}}  {'value':>8}  {'baseline':>20}  {'ratio':>6}  target")
     for name, value, base, ratio_text, target in rows:

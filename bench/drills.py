@@ -29,12 +29,14 @@ import httpx
 
 from bench.__main__ import meta_body, meta_request
 from bench.serve import BARE_SECRET
+from bench.turn_drill import Report, Shape, TurnDrill
 from contracts import MessageEvent
 from ingest.app import create_app
 from ingest.config.env import settings_from_env
 from ingest.logging import configure_logging
 from storage.embedded import EmbeddedPostgres
 from storage.migrations import apply_migrations
+from tests.conftest import META_SECRET
 from tests.doubles.qstash import TOKEN, QStashDouble, free_port, serve
 from tests.doubles.qstash_signer import sign
 from tests.processes import INGESTCTL, inherited_env, service
@@ -332,7 +334,7 @@ class Drills:
         return 100
 
 
-async def main_async() -> list[Row]:
+async def main_async() -> tuple[list[Row], Report]:
     with tempfile.TemporaryDirectory() as tmp:
         pg = EmbeddedPostgres(Path(tmp) / "pg", delete_on_exit=True)
         double = QStashDouble()
@@ -352,20 +354,36 @@ async def main_async() -> list[Row]:
                             d.daily_limit_two_instances),
                 await d.run("consumer clock 20 s behind QStash", "skew", d.clock_skew),
             ]  # fmt: skip
+            turns = await turn_drill(pg, double, qstash_url, d.tmp)
         pg.cleanup()
-    return rows
+    return rows, turns
+
+
+async def turn_drill(pg: EmbeddedPostgres, double: QStashDouble, qstash_url: str,
+                     cwd: Path) -> Report:  # fmt: skip
+    """Conversation turns at full size (bench/turn_drill.py): defaults but a 10 s max wait,
+    so that a customer writing every second for 25 s spans several turns."""
+    url = pg.create_database("turns")
+    await apply_migrations(url)
+    double.reset()
+    env = {**environment(url, qstash_url), "META_APP_SECRETS": META_SECRET}
+    return await TurnDrill(url, double, qstash_url, env, Shape(), cwd).run()
 
 
 def main() -> int:
     configure_logging("error", stream=sys.stderr)
-    rows = asyncio.run(main_async())
+    rows, turns = asyncio.run(main_async())
     width = max(len(r.name) for r in rows)
     print(f"{'drill':<{width}}  {'sent':>6}  {'stored':>6}  {'QStash':>6}  {'per event':>9}"
           f"  {'lost':>5}  {'seconds':>7}")  # fmt: skip
     for r in rows:
         print(f"{r.name:<{width}}  {r.sent:>6}  {r.stored:>6}  {r.messages:>6}  "
               f"{r.per_event:>9.2f}  {r.lost:>5}  {r.seconds:>7.1f}")  # fmt: skip
-    return 0 if all(r.ok for r in rows) else 1
+    print("\nconversation turns (two instances, QStash double delivering, README receiver):")
+    for check, ok in turns.checks.items():
+        print(f"  {'ok  ' if ok else 'FAIL'} {check}")
+    print("  " + ", ".join(f"{k} {v}" for k, v in turns.figures.items()))
+    return 0 if all(r.ok for r in rows) and turns.ok else 1
 
 
 if __name__ == "__main__":

@@ -20,15 +20,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from consumers.errors import MalformedRequest, respond
 from consumers.instagram import ConsumerConfig
 from consumers.instagram import routes as consumer_routes
 from consumers.processing import Processor
+from consumers.signature import verify as verify_qstash
 from contracts.http import answer
 from ingest.accounts.service import AccountsService
 from ingest.activity import Activity, started_fields
 from ingest.apidocs import routes as api_docs_routes
 from ingest.background.tasks import Background, Parts, background_tasks
-from ingest.components import make_backend, make_enricher, make_http_client, make_relay
+from ingest.components import (
+    make_backend,
+    make_enricher,
+    make_http_client,
+    make_relay,
+    make_turn_relay,
+)
 from ingest.config.settings import Settings
 from ingest.console import build as build_console
 from ingest.console import routes as console_routes
@@ -42,6 +50,9 @@ from ingest.metrics import Metrics
 from ingest.metrics import routes as metrics_routes
 from ingest.reconcile.metrics import ReconcileMetrics
 from ingest.reconcile.service import ReconcileService
+from ingest.turns import callback as turn_callback
+from ingest.turns.metrics import TurnMetrics
+from ingest.turns.relay import configure_stores
 from storage import Backend, StorageError
 
 log = structlog.get_logger(__name__)
@@ -85,6 +96,9 @@ def create_app(
     processor = Processor(backend, after_store=enricher.schedule if enricher else None)
     relay = make_relay(settings, backend, processor, http, on_pass=activity.observe_pass)
     admission = Admission(backend, on_new=relay.wake, on_accepted=activity.observe_acceptance)
+    turn_relay = make_turn_relay(
+        settings, backend, http, on_pass=TurnMetrics(metrics.registry).observe_pass
+    )
     reconcile = ReconcileService.build(
         settings, backend, http, admission, ReconcileMetrics(metrics.registry),
         source=accounts.book.graph_accounts, on_rejected=accounts.book.rejected,
@@ -92,7 +106,9 @@ def create_app(
 
     # Relay, reconcile schedule, retention...: here, or only in a worker (RELAY_IN_WEB).
     background = Background(
-        background_tasks(Parts(settings, backend, http, relay, reconcile, accounts))
+        background_tasks(
+            Parts(settings, backend, http, relay, reconcile, accounts, turns=turn_relay)
+        )
         if settings.background.in_web
         else ()
     )
@@ -124,6 +140,7 @@ def create_app(
         *privacy.routes(backend, settings.meta_app_secrets, base_url),
         *accounts.routes(),
         *consumer_routes(consumer, processor, backend, metrics.observe_consumer_status),
+        *turn_callback.routes(backend, base_url, _turn_verifier(consumer), _turn_refusal(consumer)),
         *metrics_routes(
             metrics,
             read_status,
@@ -138,6 +155,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await backend.open()
         await accounts.start()
+        await configure_stores(backend, settings.turns)
         background.start()
         if reconcile is not None:
             reconcile.start()
@@ -193,6 +211,24 @@ def _console_secured(request: Request, response: Response) -> Response:
     if request.url.path.startswith("/console"):
         return console_security.secure(response)
     return response
+
+
+def _turn_verifier(consumer: ConsumerConfig) -> turn_callback.Verify:
+    def verify(header: str | None, body: bytes, url: str) -> None:
+        verify_qstash(
+            header, body, keys=consumer.signing_keys, url=url, leeway=consumer.leeway_seconds
+        )
+
+    return verify
+
+
+def _turn_refusal(consumer: ConsumerConfig) -> turn_callback.Refuse:
+    def refuse(exc: Exception) -> Response:
+        if isinstance(exc, turn_callback.MalformedCallback):
+            exc = MalformedRequest(str(exc))
+        return respond(exc, consumer.permanent_status)
+
+    return refuse
 
 
 def app_from_env() -> Starlette:

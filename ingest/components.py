@@ -1,5 +1,5 @@
 """What the app factory builds and hands down: the database backend, the one outbound HTTP
-client, the QStash publisher, the relay, the profile enricher.
+client, the QStash publisher, the relay, the profile enricher, the turn relay.
 
 `ingest.app` wires them into the web app; `ingestctl` builds the same ones for its
 commands (relay, replay, reconcile), so a command and the service never differ.
@@ -14,9 +14,14 @@ import httpx
 from consumers.enrichment import Credentials, OneToken, ProfileEnricher
 from consumers.processing import Processor
 from ingest.config.settings import Settings
+from ingest.config.turns import signing_key
 from ingest.delivery.publisher import PublishConfig, QStashPublisher
 from ingest.delivery.relay import Relay, RelayConfig
 from ingest.delivery.settlement import PassResult
+from ingest.turns.relay import TurnRelay
+from ingest.turns.settlement import TurnPass
+from ingest.turns.transport import FAILURE_PATH as TURN_FAILURE_PATH
+from ingest.turns.transport import DirectSender, TurnPublisher
 from storage import Backend
 from storage.postgres import PostgresBackend
 from storage.supabase import SupabaseBackend
@@ -100,3 +105,37 @@ def make_enricher(
         token = settings.instagram_access_token.reveal()
         credentials = OneToken(token, settings.graph_api_url)
     return ProfileEnricher(backend, http, credentials)
+
+
+def make_turn_relay(
+    settings: Settings,
+    backend: Backend,
+    http: httpx.AsyncClient,
+    *,
+    on_pass: Callable[[TurnPass], None] | None = None,
+) -> TurnRelay | None:
+    """None without `TURN_WEBHOOK_URL`: no turns, no task, nothing to pay."""
+    turns = settings.turns
+    if turns is None:
+        return None
+    keys = tuple(signing_key(secret.reveal()) for secret in turns.secrets)
+    base_url = settings.public_base_url or f"http://localhost:{settings.port}"
+    publisher = None
+    if settings.qstash_token is not None:
+        publisher = TurnPublisher(
+            http,
+            qstash_url=settings.qstash_url,
+            token=settings.qstash_token.reveal(),
+            destination=turns.webhook_url,
+            failure_callback=base_url + TURN_FAILURE_PATH,
+            keys=keys,
+            timeout_seconds=settings.publish_budget_seconds,
+        )
+    return TurnRelay(
+        backend,
+        turns,
+        settings.safety,
+        direct=DirectSender(http, turns.webhook_url, keys),
+        publisher=publisher,
+        on_pass=on_pass,
+    )

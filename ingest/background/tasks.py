@@ -22,11 +22,13 @@ from ingest.config.settings import Settings
 from ingest.delivery.relay import Relay
 from ingest.lifecycle import retention
 from ingest.reconcile.service import ReconcileService
+from ingest.turns.relay import TurnRelay
 from storage import Backend, StorageError
 
 log = structlog.get_logger(__name__)
 
 RELAY_GRACE_SECONDS = 10.0
+TURN_GRACE_SECONDS = 5.0
 
 
 async def cancel(task: asyncio.Task[None]) -> None:
@@ -53,12 +55,15 @@ class Parts:
     relay: Relay
     reconcile: ReconcileService | None = None
     accounts: AccountsService | None = None
+    turns: TurnRelay | None = None
 
 
 def background_tasks(parts: Parts) -> list[BackgroundTask]:
     """Every background task, in start order (they stop in reverse)."""
     settings = parts.settings
     listed = [BackgroundTask("relay", parts.relay.run, stop=_stopping_relay(parts.relay))]
+    if parts.turns is not None:
+        listed.append(BackgroundTask("turns", parts.turns.run, stop=_stopping_turns(parts.turns)))
     if settings.retention.interval_seconds:
         listed.append(
             BackgroundTask("prune", lambda: retention.run(parts.backend, settings.retention))
@@ -83,6 +88,17 @@ def _stopping_relay(relay: Relay) -> Callable[[asyncio.Task[None]], Awaitable[No
             log.warning("relay_stopped_with_work_left", error=type(exc).__name__)
         finally:
             task.cancel()
+
+    return stop
+
+
+def _stopping_turns(turns: TurnRelay) -> Callable[[asyncio.Task[None]], Awaitable[None]]:
+    async def stop(task: asyncio.Task[None]) -> None:
+        """Let the hand-offs under way finish (a turn claimed and not settled is claimed
+        again by another instance once its lease ends), then stop."""
+        turns.stop()
+        await asyncio.wait({task}, timeout=TURN_GRACE_SECONDS)
+        await cancel(task)
 
     return stop
 

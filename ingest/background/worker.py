@@ -13,11 +13,12 @@ from prometheus_client import CollectorRegistry
 from consumers.processing import Processor
 from ingest.accounts.service import AccountsService
 from ingest.background.tasks import Background, Parts, background_tasks
-from ingest.components import make_enricher, make_http_client, make_relay
+from ingest.components import make_enricher, make_http_client, make_relay, make_turn_relay
 from ingest.config.settings import Settings
 from ingest.delivery.admission import Admission
 from ingest.reconcile.metrics import ReconcileMetrics
 from ingest.reconcile.service import ReconcileService
+from ingest.turns.relay import configure_stores
 from storage import Backend
 
 log = structlog.get_logger(__name__)
@@ -39,8 +40,10 @@ async def run_worker(settings: Settings, backend: Backend) -> None:
         settings, backend, http, admission, ReconcileMetrics(CollectorRegistry()),
         source=accounts.book.graph_accounts, on_rejected=accounts.book.rejected,
     )  # fmt: skip
+    await configure_stores(backend, settings.turns)
+    turns = make_turn_relay(settings, backend, http)
     background = Background(
-        background_tasks(Parts(settings, backend, http, relay, reconcile, accounts))
+        background_tasks(Parts(settings, backend, http, relay, reconcile, accounts, turns=turns))
     )
     background.start()
     log.info("worker_started", background=list(background.names))

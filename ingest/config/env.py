@@ -44,6 +44,7 @@ from ingest.config.settings import (
     Settings,
     SettingsError,
 )
+from ingest.config.turn_reader import read_turns
 
 
 def read_settings(environ: Mapping[str, str], env_file: str | Path | None = ".env") -> Settings:
@@ -158,6 +159,7 @@ class _SettingsReader(Reader):
             guards=guards(self),
             api_docs=read_api_docs(self, boolean),
             background=read_background(self, boolean),
+            turns=read_turns(self),
         )
 
     def safety(self) -> SafetyLimits:

@@ -18,6 +18,7 @@ from ingest.config.background import BackgroundWork
 from ingest.config.connect import AccountSettings
 from ingest.config.guards import Guards
 from ingest.config.secret import Secret as Secret  # re-exported: one class, two homes
+from ingest.config.turns import TurnSettings
 
 DEV_CONSOLE_SESSION_SECRET = "dev-console-session-secret"  # noqa: S105 - development default
 
@@ -116,6 +117,7 @@ class Settings:
     guards: Guards = field(default_factory=Guards)
     api_docs: ApiDocs = field(default_factory=ApiDocs)
     background: BackgroundWork = field(default_factory=BackgroundWork)
+    turns: TurnSettings | None = None  # None: TURN_WEBHOOK_URL unset, no hand-off
 
     @property
     def development(self) -> bool:

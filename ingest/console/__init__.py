@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 from contracts.http import answer
 from ingest.config.guards import SECURE_CONSOLE_TOKEN_LENGTH
 from ingest.config.settings import AppEnv, Settings
-from ingest.console import actions, conversations, security, views
+from ingest.console import actions, conversations, security, turns, views
 from ingest.console.filters import FILTERS
 from ingest.console.session import Sessions
 from ingest.console.throttle import LoginThrottle
@@ -56,6 +56,8 @@ ROUTES: tuple[tuple[str, str, Callable[..., Any], bool], ...] = (
     ("/console/accounts/connect", POST, actions.connect_account, False),
     ("/console/conversations", GET, conversations.listing, False),
     ("/console/conversations/{igsid}", GET, conversations.conversation, False),
+    ("/console/turns", GET, turns.view, False),
+    ("/console/turns/replay", POST, turns.replay, False),
 )
 
 

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from ingest.accounts.registry import Registry
-from ingest.console import conversations, reads
+from ingest.console import conversations, reads, turns
 from ingest.console import lookup as looking
 from ingest.console.charts import spend_chart
 from ingest.console.forms import FormError, ProblemQuery, problem_query
@@ -30,14 +30,18 @@ async def page_context(console: Console, session: Session) -> dict[str, Any]:
     """Everything the whole page shows, read concurrently; a section whose read failed
     (database unavailable) renders as unavailable. The DLQ loads after the page."""
     backend, query = console.backend, ProblemQuery()
-    pulse, problems, spend, found_conversations, audit, accounts = await asyncio.gather(
+    core = asyncio.gather(
         reads.optional(reads.pulse(backend, console.budget)),
         reads.optional(reads.problems(backend, query.filter)),
         reads.optional(reads.spend(backend)),
         reads.optional(conversations.page_of(backend)),
         reads.optional(reads.audit_trail(backend)),
-        reads.optional(Registry(backend).overview()),
     )
+    extra = asyncio.gather(reads.optional(Registry(backend).overview()), turns.context(console))
+    (
+        (pulse, problems, spend, found_conversations, audit),
+        (accounts, turn_section),
+    ) = await asyncio.gather(core, extra)
     return {
         "pulse": pulse,
         "confirm": None,
@@ -51,6 +55,7 @@ async def page_context(console: Console, session: Session) -> dict[str, Any]:
         "conversations_error": None,
         "audit": audit,
         **accounts_context(console, accounts),
+        **turn_section,
     }
 
 

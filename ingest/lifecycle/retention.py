@@ -4,6 +4,7 @@ One implementation for both doors: `ingestctl prune`, and (with `PRUNE_INTERVAL_
 a task in the service. Each batch is one short transaction (`ingest_prune`, `SKIP LOCKED`),
 so admissions never wait on it. Held and failed rows are never pruned; tombstones are
 kept; an erased event's dedup key goes with its ledger row, once past retention.
+Handed-off turns (`ig_turn_prune`) go after the ledger's retention too.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ async def prune(backend: Backend, retention: Retention, *, batch: int = BATCH) -
                 "p_batch": batch,
             },
         )
+        turns = await backend.call(  # handed-off turns, like settled ledger rows
+            "ig_turn_prune", {"p_days": retention.ledger_days, "p_batch": batch}
+        )
+        removed = {**removed, **{k: v for k, v in turns.items() if v}}
         totals.update({k: int(v) for k, v in removed.items()})
         if not any(removed.values()):
             return totals

@@ -22,6 +22,7 @@ from ingest.ops import commands, messages, sample
 from ingest.ops.audit import MAX_NAME, os_user
 from ingest.ops.output import INTERRUPTED, TROUBLE, UNAVAILABLE, Failed
 from ingest.ops.relaying import open_backend, relay
+from ingest.ops.turns import command as turns_command
 from storage import DataRejected, StorageUnavailable
 
 MAX_DAYS = 366
@@ -76,6 +77,9 @@ def parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--held", action="store_true", help="held events (the default)")
     rep.add_argument("--failed", action="store_true", help="events that could not be stored")
+    rep.add_argument(
+        "--limited", action="store_true", help="turns past the per-customer turn limits"
+    )
     rep.add_argument("--since", type=_iso_time, help="only events admitted since (ISO 8601)")
     rep.add_argument("--reason", action="append", help="only rows with this reason (repeatable)")
     rep.add_argument("--dedup-id", action="append", help="only this event (repeatable)")
@@ -113,12 +117,16 @@ def parser() -> argparse.ArgumentParser:
     from ingest.ops.reconcile import add_parser as add_reconcile
 
     add_reconcile(sub, common)
+    from ingest.ops.turns import add_parser as add_turns
+
+    add_turns(sub, common)
     return root
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     needs_db: dict[str, Callable[..., Awaitable[int]]] = {
         "kill-switch": commands.kill_switch, "monitor": commands.monitor,
+        "turns": turns_command,
     }  # fmt: skip
     from ingest.ops.accounts import accounts
     from ingest.ops.privacy import COMMANDS as privacy

@@ -15,9 +15,10 @@ from ingest.config.settings import Settings
 from ingest.ops import dlq as dead_letters
 from ingest.ops import kill_switch as switch
 from ingest.ops import replay as replaying
+from ingest.ops import turns as turn_ops
 from ingest.ops.audit import Actor
 from ingest.ops.output import OK, TROUBLE, USAGE, Failed, emit
-from ingest.ops.relaying import relay_until_done
+from ingest.ops.relaying import relay_until_done, turns_until_done
 from storage import Backend
 
 FAILURE_RATE_WARNING = 0.10
@@ -117,9 +118,12 @@ async def monitor(args: argparse.Namespace, backend: Backend) -> int:
 
 
 async def replay(args: argparse.Namespace, backend: Backend, settings: Settings) -> int:
-    """Return held/failed rows to pending in one statement, then (unless --no-wait) relay
-    them here. Interrupted at any point, the relay of any instance finishes the job."""
+    """Return held/failed rows (and held/failed/limited turns) to pending in one statement
+    each, then (unless --no-wait) relay them here. Interrupted at any point, the relay of
+    any instance finishes the job."""
     states = [s for s, wanted in (("held", args.held), ("failed", args.failed)) if wanted]
+    events = bool(states) or not args.limited
+    turn_states = tuple(states) + (("limited",) if args.limited else ()) or ("held",)
     which = replaying.ReplayFilter(
         states=tuple(states) or ("held",),
         since=args.since,
@@ -127,25 +131,38 @@ async def replay(args: argparse.Namespace, backend: Backend, settings: Settings)
         dedup_ids=tuple(args.dedup_id or ()),
     )
     if args.dry_run:
-        would = await replaying.count(backend, which)
+        would = await replaying.count(backend, which) if events else 0
+        turns = await turn_ops.replay(backend, actor(args), turn_states, dry_run=True)
         refused = await replaying.refusal(backend)
-        data: dict[str, Any] = {"would_replay": would, **({"refused": refused} if refused else {})}
+        data: dict[str, Any] = {
+            "would_replay": would,
+            **({"would_replay_turns": turns} if turns else {}),
+            **({"refused": refused} if refused else {}),
+        }
         emit(args, data, _dry_run_line)
         return OK
     try:
-        done = await replaying.replay(backend, actor(args), which)
-    except replaying.ReplayRefused as exc:
+        done = await replaying.replay(backend, actor(args), which) if events else None
+        turns = await turn_ops.replay(backend, actor(args), turn_states)
+    except (replaying.ReplayRefused, turn_ops.TurnReplayRefused) as exc:
         raise Failed(f"refused: {exc}") from exc
-    data = {"replayed": done.count}
-    if not args.no_wait and done.count:
+    data = {"replayed": done.count if done else 0}
+    if turns:  # named only when there were some: the answer's shape stays what it was
+        data["replayed_turns"] = turns
+    if not args.no_wait and done is not None and done.count:
         settled = await relay_until_done(backend, settings)
         data["settled"] = dict(settled.settled)
+    if not args.no_wait and turns:
+        data["turns_settled"] = dict(await turns_until_done(backend, settings))
     emit(args, data, _replay_line)
-    return TROUBLE if data.get("settled", {}).get("failed") else OK
+    failed = data.get("settled", {}).get("failed") or data.get("turns_settled", {}).get("failed")
+    return TROUBLE if failed else OK
 
 
 def _dry_run_line(data: dict[str, Any]) -> str:
     line = f"would replay {data['would_replay']} event(s)"
+    if "would_replay_turns" in data:
+        line += f", {data['would_replay_turns']} turn(s)"
     return line + (f", but refused now: {data['refused']}" if "refused" in data else "")
 
 
@@ -153,6 +170,11 @@ def _replay_line(data: dict[str, Any]) -> str:
     line = f"replayed {data['replayed']} event(s)"
     if "settled" in data:
         line += ": " + (", ".join(f"{k} {v}" for k, v in sorted(data["settled"].items())) or "-")
+    if "replayed_turns" in data:
+        line += f"; {data['replayed_turns']} turn(s)"
+    if "turns_settled" in data:
+        settled = data["turns_settled"]
+        line += ": " + (", ".join(f"{k} {v}" for k, v in sorted(settled.items())) or "-")
     return line
 
 

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import signal
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -98,5 +99,17 @@ async def _relay(backend: Backend, settings: Settings) -> AsyncIterator[Relay]:
     http = make_http_client()
     try:
         yield make_relay(settings, backend, Processor(backend), http)
+    finally:
+        await http.aclose()
+
+
+async def turns_until_done(backend: Backend, settings: Settings) -> Counter[str]:
+    """Hand off every due turn here (after a replay); nothing when turns are off."""
+    from ingest.components import make_http_client, make_turn_relay
+
+    http = make_http_client()
+    try:
+        turns = make_turn_relay(settings, backend, http)
+        return (await turns.drain()).settled if turns is not None else Counter()
     finally:
         await http.aclose()

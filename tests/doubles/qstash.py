@@ -12,6 +12,14 @@
   can step past the 10-minute window. Accepted messages are kept in `messages`;
   a test delivers them to the consumer itself (signed by the test signer), which
   runs the whole loop Meta → us → QStash → us deterministically.
+- Or, with `deliver_with(key)`, it delivers what it accepts as QStash does: to the
+  destination (through `hosts`, public base URL → where the test serves it), signed
+  (`Upstash-Signature`, `sub` = destination), `Upstash-Forward-*` headers forwarded
+  without the prefix, `Upstash-Message-Id` and `Upstash-Retried`; every non-2xx is
+  retried `Upstash-Retries` times after `Upstash-Retry-Delay` (its expression in
+  `retried`, scaled by `time_scale`), 489 + `Upstash-NonRetryable-Error` not at all;
+  then the failure callback is called, signed, with QStash's body. `deliveries`
+  records every attempt.
 
 It runs as a real server (uvicorn on 127.0.0.1) because qstash-py builds its own
 httpx client; `tests/test_qstash_double.py` proves it against `qstash.AsyncQStash`.
@@ -20,8 +28,10 @@ httpx client; `tests/test_qstash_double.py` proves it against `qstash.AsyncQStas
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
+import math
 import socket
 import threading
 import time
@@ -31,6 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -57,6 +68,18 @@ class Published:
 
 
 @dataclass
+class Attempt:
+    """One delivery attempt the double made, and the destination's status (0: unreachable)."""
+
+    message_id: str
+    destination: str
+    status: int
+    retried: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
 class QStashDouble:
     clock: Callable[[], float] = time.time
     requests: list[Recorded] = field(default_factory=list)
@@ -66,9 +89,15 @@ class QStashDouble:
     unavailable_for: set[str] = field(default_factory=set)
     dlq: list[dict[str, Any]] = field(default_factory=list)
     delay: float = 0.0
+    signing_key: str | None = None  # set: deliver what is accepted (deliver_with)
+    hosts: dict[str, Any] = field(default_factory=dict)  # public → base URL, or a list
+    time_scale: float = 0.001
+    deliveries: list[Attempt] = field(default_factory=list)
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
     _dedup: dict[str, tuple[str, float]] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=itertools.count)
     _generation: int = 0
+    _http: httpx.AsyncClient | None = None
 
     def reset(self) -> None:
         """Forget everything; a slow request begun before the reset is then ignored."""
@@ -81,6 +110,19 @@ class QStashDouble:
         self.dlq.clear()
         self._dedup.clear()
         self.delay = 0.0
+        self.signing_key = None
+        self.hosts.clear()
+        self.time_scale = 0.001
+        self.deliveries.clear()
+        self.callbacks.clear()
+
+    def deliver_with(
+        self, key: str, hosts: dict[str, Any] | None = None, time_scale: float = 0.001
+    ) -> None:
+        """Deliver every message accepted from now on, signed with `key`."""
+        self.signing_key = key
+        self.hosts.update(hosts or {})
+        self.time_scale = time_scale
 
     # -- programming trouble ---------------------------------------------------------
 
@@ -206,7 +248,128 @@ class QStashDouble:
             self._dedup[dedup_id] = (message_id, now)
         published = Published(message_id, destination, headers, body)
         self.messages.append(published)
+        if self.signing_key is not None:
+            asyncio.get_running_loop().create_task(self._deliver(published, self._generation))
         return {"messageId": message_id}, 201
+
+    # -- delivering, as QStash does ----------------------------------------------------
+
+    def _route(self, url: str) -> str:
+        """Where `url` really listens; a list of places is a round-robin balancer."""
+        for public, local in self.hosts.items():
+            if url.startswith(public):
+                if isinstance(local, list):
+                    local.append(local.pop(0))
+                    local = local[-1]
+                return local + url.removeprefix(public)
+        return url
+
+    def _client(self) -> httpx.AsyncClient:
+        """One client for every delivery (in the double's own event loop), as QStash keeps
+        connections to a destination open."""
+        if self._http is None or self._http.is_closed:
+            limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+            self._http = httpx.AsyncClient(timeout=10, limits=limits)
+        return self._http
+
+    async def _deliver(self, published: Published, generation: int) -> None:
+        from tests.doubles.qstash_signer import sign
+
+        assert self.signing_key is not None
+        key = self.signing_key
+        sent = published.headers
+        retries = int(sent.get("upstash-retries", "3"))
+        forwarded = {
+            name.removeprefix("upstash-forward-"): value
+            for name, value in sent.items()
+            if name.startswith("upstash-forward-")
+        }
+        last: httpx.Response | None = None
+        http = self._client()
+        for retried in range(retries + 1):
+            if generation != self._generation:
+                return
+            headers = {
+                "content-type": sent.get("content-type", "application/json"),
+                **forwarded,
+                "upstash-message-id": published.message_id,
+                "upstash-retried": str(retried),
+                "upstash-signature": sign(published.body, published.destination, key),
+            }
+            try:
+                last = await http.post(
+                    self._route(published.destination), content=published.body,
+                    headers=headers,
+                )  # fmt: skip
+                status = last.status_code
+            except httpx.HTTPError:
+                last, status = None, 0
+            self.deliveries.append(Attempt(published.message_id, published.destination,
+                                           status, retried, headers, published.body))  # fmt: skip
+            if 200 <= status < 300:
+                return
+            if (
+                status == 489
+                and last is not None
+                and last.headers.get("upstash-nonretryable-error") == "true"
+            ):
+                break
+            if retried < retries:
+                await asyncio.sleep(self._retry_delay(sent, retried) * self.time_scale)
+        await self._fail(http, published, last, retried, retries, key)
+
+    def _retry_delay(self, headers: dict[str, str], retried: int) -> float:
+        """Seconds before the next attempt: `Upstash-Retry-Delay` (milliseconds, an
+        expression in `retried`), else QStash's default min(86400, e^(2.5·n))."""
+        expression = headers.get("upstash-retry-delay")
+        if expression:
+            allowed = {"pow": pow, "min": min, "max": max, "abs": abs, "retried": retried}
+            return float(eval(expression, {"__builtins__": {}}, allowed)) / 1000
+        return float(min(86400.0, math.exp(2.5 * (retried + 1))))
+
+    async def _fail(
+        self,
+        http: httpx.AsyncClient,
+        published: Published,
+        last: httpx.Response | None,
+        retried: int,
+        retries: int,
+        key: str,
+    ) -> None:
+        from tests.doubles.qstash_signer import sign
+
+        callback_url = published.headers.get("upstash-failure-callback")
+        if not callback_url:
+            return
+        callback = {
+            "status": last.status_code if last is not None else 0,
+            "header": dict(last.headers) if last is not None else {},
+            "body": base64.b64encode(last.content if last is not None else b"").decode(),
+            "retried": retried,
+            "maxRetries": retries,
+            "dlqId": f"dlq_{published.message_id}",
+            "sourceMessageId": published.message_id,
+            "topicName": "",
+            "endpointName": "",
+            "url": published.destination,
+            "method": "POST",
+            "sourceHeader": {k: [v] for k, v in published.headers.items()},
+            "sourceBody": base64.b64encode(published.body).decode(),
+            "notBefore": 0,
+            "createdAt": int(self.clock() * 1000),
+            "scheduleId": "",
+            "callerIP": "127.0.0.1",
+        }
+        body = json.dumps(callback).encode()
+        self.callbacks.append(callback)
+        await http.post(
+            self._route(callback_url),
+            content=body,
+            headers={
+                "content-type": "application/json",
+                "upstash-signature": sign(body, callback_url, key),
+            },
+        )
 
 
 def free_port() -> int:
