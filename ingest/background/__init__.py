@@ -1,7 +1,7 @@
 """Background work: every task that runs beside the webhook, listed in one place.
 
-`tasks` holds the list (`background_tasks`: the relay, the reconcile schedule, retention,
-and whatever comes next) and `Background`, which starts them and stops them in reverse
+`tasks` holds the list (`background_tasks`: the relay, the turn relay, retention, the
+reconcile schedule, the token refresh, and whatever comes next) and `Background`, which starts them and stops them in reverse
 order. The web process starts them when `RELAY_IN_WEB` is true (the default); the
 worker (`ingestctl relay`, the Procfile's `worker:`) always starts all of them, through
 `worker`, which builds what they need as the app factory does.

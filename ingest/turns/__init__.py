@@ -7,5 +7,6 @@ one off (QStash, one message per turn, or a direct POST); `signing` writes the S
 Webhooks headers; `callback` takes QStash's failure callbacks for turns; `metrics` counts.
 
 May import `contracts`, `storage`, `ingest.config` and `ingest.delivery`. Imported by the
-app factory (`ingest.app`, `ingest.components`), `ingest.ops` and `ingest.console`.
+app factory (`ingest.app`, `ingest.components`), `ingest.background`, `ingest.ops` and
+`ingest.console`.
 """
