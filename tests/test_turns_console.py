@@ -66,6 +66,17 @@ async def test_a_conversations_turns_are_listed_and_a_bad_filter_is_a_sentence(
     assert signed_out.status_code in (303, 401, 403)
 
 
+async def test_a_customers_conversation_page_lists_their_turns_and_no_one_elses(
+    console: httpx.AsyncClient, backend: PostgresBackend
+) -> None:
+    await two_turns(backend)
+    await sign_in(console)
+    page = await console.get("/console/conversations/c1")
+    assert page.status_code == 200
+    section = page.text.split('<section id="turns"', 1)[1].split("</section>", 1)[0]
+    assert "ig_turn_msg_c1_m" in section and "ig_turn_msg_c2_m" not in section
+
+
 async def test_replaying_failed_turns_from_the_console_returns_them_to_pending(
     console: httpx.AsyncClient, backend: PostgresBackend
 ) -> None:

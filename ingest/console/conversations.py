@@ -16,7 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingest.console import reads
+from ingest.console import reads, turns
 from ingest.console.session import Session
 from ingest.console.web import Console
 from storage import Backend
@@ -94,6 +94,7 @@ async def conversation(console: Console, request: Request, session: Session) -> 
         "messages": data["messages"],
         "total": int(data["total"]),
         "missing": None,
+        **await turns.context(console, customer=igsid),  # this customer's turns
     }
     return console.render(request, session, "conversation.html", context)
 
