@@ -131,11 +131,12 @@ def create_app(
         max_body_bytes=settings.max_body_bytes + EVENT_OVERHEAD_BYTES,
     )
 
+    deliveries = webhook.Webhook(
+        settings, reconcile.watching(admission) if reconcile else admission, metrics
+    )
     routes: list[BaseRoute] = [
         *health_routes(backend),
-        *webhook.routes(
-            settings, reconcile.watching(admission) if reconcile else admission, metrics
-        ),
+        *webhook.routes(deliveries),
         *internal.routes(settings, admission),
         *privacy.routes(backend, settings.meta_app_secrets, base_url),
         *accounts.routes(),
@@ -195,6 +196,7 @@ def create_app(
         middleware=[
             Middleware(RequestContextMiddleware),
             Middleware(BodyDeadline, seconds=settings.guards.body_timeout_seconds),
+            Middleware(webhook.WebhookLane, endpoint=deliveries),
         ],
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: method_not_allowed},

@@ -127,6 +127,22 @@ async def test_a_lone_surrogate_in_text_is_stored_as_a_replacement_character(
     assert texts == {"m_sur": "half \ufffd a pair", "m_fine": "hello"}
 
 
+async def test_a_surrogate_sent_as_utf8_bytes_is_stored_cleaned_not_refused(
+    flow: httpx.AsyncClient, qstash: Any, backend: PostgresBackend
+) -> None:
+    """`json` reads the bytes ED A0 80 (a surrogate written as UTF-8, which UTF-8 forbids)
+    as a lone half: the body must not pass as clean, or `raw` would carry what `jsonb`
+    refuses and the delivery would be answered 503 for ever."""
+    odd = json.dumps({**item("m_bytes", "a SUR b"), "note": "SUR"}).encode()
+    body = raw_body("ODD", json.dumps(item("m_fine"))).replace(b"ODD", odd)
+    states = await through(flow, qstash, backend, body.replace(b"SUR", b"\xed\xa0\x80"))
+    assert sum(states.values()) == 2
+    texts = dict(await backend.pool.fetch("select mid, text from ig_messages"))
+    assert texts == {"m_bytes": "a \ufffd b", "m_fine": "hello"}
+    note = await backend.pool.fetchval("select raw->>'note' from ig_messages where mid = 'm_bytes'")
+    assert note == "\ufffd"
+
+
 @pytest.mark.parametrize(
     "odd",
     [

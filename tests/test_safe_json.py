@@ -68,3 +68,23 @@ def test_a_lone_half_after_an_escaped_backslash_is_not_clean() -> None:
 
 def test_a_lone_high_half_is_not_clean() -> None:
     assert not safe_json.loads(b'{"text": "\\ud83d!"}').clean
+
+
+def test_a_surrogate_written_as_utf8_bytes_is_not_clean() -> None:
+    loaded = safe_json.loads(b'{"text": "\xed\xa0\x80"}')
+    assert loaded.value["text"] == "\ud800"  # `json` lets it through
+    assert not loaded.clean
+
+
+def test_a_body_in_another_encoding_than_utf8_is_walked() -> None:
+    assert not safe_json.loads('{"text": "hi"}'.encode("utf-16")).clean
+
+
+def test_hangul_shares_the_lead_byte_of_an_encoded_surrogate_and_is_clean() -> None:
+    assert safe_json.loads('{"text": "한국어"}'.encode()).clean
+
+
+def test_what_one_parse_marked_does_not_mark_the_next() -> None:
+    assert not safe_json.loads(b'{"id": 12345678901234567890}').clean
+    assert not safe_json.loads(b"[NaN]").clean
+    assert safe_json.loads(b'{"id": 1}').clean

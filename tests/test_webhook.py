@@ -44,7 +44,7 @@ def _settings(**overrides: str) -> Settings:
 
 
 async def _client(sink: RecordingSink, **overrides: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = Starlette(routes=webhook.routes(_settings(**overrides), sink))
+    app = Starlette(routes=webhook.routes(webhook.Webhook(_settings(**overrides), sink, None)))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
