@@ -25,6 +25,17 @@ class BodyTooLarge(Exception):
     """The request body exceeds the configured cap (answer 413)."""
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+class _JsonAnswer(JSONResponse):
+    """`JSONResponse`'s bytes from one encoder built once (`json.dumps` with options builds
+    a new encoder per call: a tenth of an acknowledged delivery's answer)."""
+
+    def render(self, content: Any) -> bytes:
+        return _ENCODER.encode(content).encode()
+
+
 def answer(
     http_status: int,
     status: str,
@@ -33,7 +44,7 @@ def answer(
     headers: dict[str, str] | None = None,
     **fields: Any,
 ) -> JSONResponse:
-    return JSONResponse(
+    return _JsonAnswer(
         {"status": status, "error": error, **fields}, status_code=http_status, headers=headers
     )
 

@@ -59,6 +59,8 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self._admitted = tuple(self.admissions.labels(o) for o in ("new", "duplicate", "failed"))
+        self._deliveries_by_status: dict[int, Counter] = {}
         self.publish_latency = Histogram(
             "ingest_qstash_publish_seconds",
             "Time of one QStash batch call, retries included.",
@@ -97,10 +99,21 @@ class Metrics:
             self._events_by_kind[event.kind].inc()
 
     def observe_acceptance(self, acceptance: Acceptance) -> None:
-        for outcome in ("new", "duplicate", "failed"):
-            count = getattr(acceptance, outcome)
-            if count:
-                self.admissions.labels(outcome).inc(count)
+        new, duplicate, failed = self._admitted
+        if acceptance.new:
+            new.inc(acceptance.new)
+        if acceptance.duplicate:
+            duplicate.inc(acceptance.duplicate)
+        if acceptance.failed:
+            failed.inc(acceptance.failed)
+
+    def observe_webhook_status(self, status: int) -> None:
+        counter = self._deliveries_by_status.get(status)
+        if counter is None:  # a status seen for the first time (a handful exist)
+            counter = self._deliveries_by_status[status] = self.webhook_deliveries.labels(
+                str(status)
+            )
+        counter.inc()
 
     def observe_relay_pass(self, result: PassResult) -> None:
         for state, count in result.settled.items():

@@ -56,8 +56,11 @@ async def test_the_worker_runs_exactly_the_tasks_the_web_process_would(
     async for _client in open_client(create_app(settings)):
         web_tasks = running_task_names()
     worker = asyncio.create_task(run_worker(settings, backend), name="worker")
-    await asyncio.sleep(0.05)
-    in_worker = running_task_names()
+    for _ in range(200):  # until its tasks run (a busy machine takes more than a tick)
+        await asyncio.sleep(0.025)
+        in_worker = running_task_names()
+        if in_worker >= BACKGROUND:
+            break
     worker.cancel()
     with pytest.raises(asyncio.CancelledError):
         await worker

@@ -52,7 +52,7 @@ def verify(body: bytes, header: str | None, secrets: Sequence[Secret]) -> None:
     given = bytes.fromhex(digest)
     matched = False
     for secret in secrets:  # no early exit: time does not reveal which secret matched
-        computed = hmac.new(secret.reveal().encode(), body, hashlib.sha256).digest()
+        computed = hmac.digest(secret.reveal().encode(), body, "sha256")  # OpenSSL, one call
         matched |= hmac.compare_digest(computed, given)
     if not matched:
         raise SignatureMismatch(f"{HEADER} does not match the body")

@@ -57,7 +57,7 @@ class Webhook:
                 log.info("webhook_sender_disconnected")
                 return
             if self._metrics is not None:
-                self._metrics.webhook_deliveries.labels(str(response.status_code)).inc()
+                self._metrics.observe_webhook_status(response.status_code)
         await response(scope, receive, send)
 
     def handshake(self, request: Request) -> Response:

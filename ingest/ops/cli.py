@@ -10,11 +10,11 @@ audit trail under `--by` (default: the OS user).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
+from ingest import runtime
 from ingest.config.env import load_or_exit
 from ingest.config.settings import Settings
 from ingest.logging import configure_logging
@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_or_exit()
     configure_logging(settings.log_level, stream=sys.stderr)
     try:
-        return asyncio.run(run(args, settings))
+        return runtime.run(run(args, settings))
     except KeyboardInterrupt:  # Ctrl-C ends `relay` and `tail`: the way out, not a crash
         print("ingestctl: stopped", file=sys.stderr)
         return INTERRUPTED
