@@ -18,7 +18,7 @@ from ingest.ops import replay as replaying
 from ingest.ops import turns as turn_ops
 from ingest.ops.audit import Actor
 from ingest.ops.output import OK, TROUBLE, USAGE, Failed, emit
-from ingest.ops.relaying import relay_until_done, turns_until_done
+from ingest.ops.relaying import publishing, relay_until_done, turns_until_done
 from storage import Backend
 
 FAILURE_RATE_WARNING = 0.10
@@ -147,6 +147,8 @@ async def replay(args: argparse.Namespace, backend: Backend, settings: Settings)
         }
         emit(args, data, _dry_run_line)
         return OK
+    if not args.no_wait:  # decided before anything returns to pending
+        settings = publishing(settings)
     try:
         done = await replaying.replay(backend, actor(args), which) if events else None
         turns = await turn_ops.replay(backend, actor(args), turn_states)
