@@ -19,7 +19,7 @@ import structlog
 import uvicorn
 
 from ingest.app import create_app
-from ingest.config.base_url import resolve_base_url
+from ingest.config.base_url import with_public_base_url
 from ingest.config.env import load_or_exit
 from ingest.config.settings import Secret, Settings, SettingsError
 from ingest.logging import configure_logging
@@ -41,8 +41,7 @@ def prepare(settings: Settings, stack: ExitStack) -> Settings:
     if settings.database_url is not None:
         applied = asyncio.run(apply_migrations(settings.database_url.reveal()))
         log.info("migrations", applied=applied)
-    if settings.public_base_url is None:
-        settings = dataclasses.replace(settings, public_base_url=_base_url_or_exit(settings))
+    settings = _with_base_url_or_exit(settings)
     if not settings.publishes_to_qstash:
         log.warning(
             "qstash_disabled",
@@ -51,9 +50,9 @@ def prepare(settings: Settings, stack: ExitStack) -> Settings:
     return settings
 
 
-def _base_url_or_exit(settings: Settings) -> str:
+def _with_base_url_or_exit(settings: Settings) -> Settings:
     try:
-        return resolve_base_url(settings)
+        return with_public_base_url(settings)
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -76,7 +76,8 @@ class Metrics:
         )
         self.relay_lag = Histogram(
             "ingest_relay_lag_seconds",
-            "Admission to settled (published, stored directly, held or failed).",
+            "Admission (or, for a replayed event, its replay) to delivery: published or "
+            "stored directly. Held and failed events are not observed (not delivered).",
             buckets=_LAG_BUCKETS,
             registry=self.registry,
         )

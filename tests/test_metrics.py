@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -25,6 +26,17 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for sample in family.samples:
             found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return found
+
+
+async def scrape_once_settled(client: httpx.AsyncClient, state: str) -> dict[Any, float]:
+    """The first scrape that counts a row settled as `state`: the relay's pass, whose
+    observations come together, is over."""
+    for _ in range(500):
+        got = samples((await client.get("/metrics")).text)
+        if got.get(("ingest_relay_settled_total", (("state", state),))):
+            return got
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no row settled as {state}")
 
 
 @pytest.fixture
@@ -65,7 +77,7 @@ async def test_scrape_after_a_known_sequence(
     assert got[("ingest_relay_settled_total", (("state", "held"),))] == 1
     assert got[("ingest_gate_refusals_total", (("reason", "qstash_off"),))] == 1
     assert got[("ingest_gate_refusals_total", (("reason", "kill_switch"),))] == 1
-    assert got[("ingest_relay_lag_seconds_count", ())] == 2
+    assert got[("ingest_relay_lag_seconds_count", ())] == 1  # the direct one; held is no lag
     assert got[("ingest_consumer_deliveries_total", (("status_class", "2xx"),))] == 1
     assert got[("ingest_consumer_deliveries_total", (("status_class", "4xx"),))] == 1
     assert got[("ingest_held_events", ())] == 1
@@ -84,6 +96,35 @@ async def test_publish_latency_is_observed(
         assert await wait_settled(backend) == {"published": 1}
         got = samples((await client.get("/metrics")).text)
     assert got[("ingest_qstash_publish_seconds_count", ())] == 1
+
+
+async def test_relay_lag_is_the_relays_time_to_deliver_never_an_operators_hold(
+    client: httpx.AsyncClient, backend: PostgresBackend
+) -> None:
+    """Observed when an event is published or stored directly, from its admission or, for
+    a replayed event, from the replay; settling an event as `held` (or `failed`) is no
+    delivery, and the 40 minutes it was held are the operator's, not the relay's."""
+    await backend.call(
+        "ingest_set_kill_switch", {"p_active": True, "p_reason": "t", "p_by": "t", "p_hold": True}
+    )
+    await post(client, text_message("m_held_then_replayed"))
+    held = await scrape_once_settled(client, "held")
+    assert held[("ingest_relay_lag_seconds_count", ())] == 0
+    await backend.pool.execute("update ingest_ledger set admitted_at = now() - interval '40 min'")
+    await backend.call(
+        "ingest_set_kill_switch",
+        {"p_active": False, "p_reason": None, "p_by": "t", "p_hold": False},
+    )
+    await backend.call("ingest_replay", {"p_states": ["held"]})
+    replayed = await scrape_once_settled(client, "direct")
+    assert replayed[("ingest_relay_lag_seconds_count", ())] == 1
+    assert replayed[("ingest_relay_lag_seconds_sum", ())] < 60
+    await backend.pool.execute(
+        "alter table ig_messages add constraint no_bye check (text <> 'bye')"
+    )
+    await post(client, text_message("m_unstorable", text="bye"))
+    failed = await scrape_once_settled(client, "failed")
+    assert failed[("ingest_relay_lag_seconds_count", ())] == 1
 
 
 async def test_metrics_token_protects_the_scrape(make_settings: Callable[..., Settings]) -> None:

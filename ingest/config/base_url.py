@@ -3,9 +3,14 @@
 `PUBLIC_BASE_URL` (or its alias `PRODUCTION_DOMAIN`) wins; else a running ngrok
 tunnel, asked through ngrok's local API; else `http://localhost:<port>`, which
 only the QStash dev server can call (cloud QStash refuses loopback URLs).
+Every process that may publish (the web process, the worker, and `ingestctl relay
+--once`, `replay` and `reconcile` relaying in their own process) decides it with
+`with_public_base_url`, so that QStash is given the same URL whichever of them published.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import httpx
 import structlog
@@ -37,13 +42,22 @@ def ngrok_public_url(api: str = NGROK_API, *, timeout: float = 0.5) -> str | Non
     return chosen[0].rstrip("/") if chosen else None
 
 
-def resolve_base_url(settings: Settings, *, ngrok_api: str = NGROK_API) -> str:
+def with_public_base_url(settings: Settings) -> Settings:
+    """`settings` with `public_base_url` decided (`resolve_base_url`) when the environment
+    left it unset; raises `SettingsError` when it cannot be, each caller saying so its way."""
+    if settings.public_base_url is not None:
+        return settings
+    return dataclasses.replace(settings, public_base_url=resolve_base_url(settings))
+
+
+def resolve_base_url(settings: Settings, *, ngrok_api: str | None = None) -> str:
     """The URL QStash calls. Outside development, publishing to QStash with nothing
     better than localhost is refused (cloud QStash would refuse every publish, and
-    every event would quietly be stored directly instead)."""
+    every event would quietly be stored directly instead). `ngrok_api`: ngrok's local
+    API (`NGROK_API`, read when called)."""
     if settings.public_base_url:
         url, source = settings.public_base_url, "PUBLIC_BASE_URL"
-    elif tunnel := ngrok_public_url(ngrok_api):
+    elif tunnel := ngrok_public_url(ngrok_api or NGROK_API):
         url, source = tunnel, "ngrok"
     elif settings.publishes_to_qstash and not settings.development:
         raise SettingsError(

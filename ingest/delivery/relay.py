@@ -53,6 +53,9 @@ class Publisher(Protocol):
 
 # The ledger's reason for a bug's retry: operators read it; the log has the traceback.
 UNEXPECTED = "retrying: an unexpected error (the service's log has it)"
+# What the relay lag measures (`PassResult.lags`): the time to deliver, from admission or
+# the replay. `held` is an operator's choice and `failed` a give-up, neither a delivery.
+DELIVERED = frozenset({"published", "direct"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +164,7 @@ class Relay:
             result.refusals[row.reason or "direct"] += 1
         if held:  # settled by the claim itself
             result.refusals["kill_switch"] += len(held)
-            result.settled["held"] += len(held)
-            result.lags.extend(row["age_seconds"] for row in held)
+            result.settled["held"] += len(held)  # no lag: held is not delivered
         leftovers = await asyncio.gather(
             *(self._publish(batch, token, result, started) for batch in batches)
         )
@@ -276,7 +278,7 @@ class Relay:
         elapsed = time.monotonic() - started
         for s in settled:
             result.settled["retried" if s.state == "pending" else s.state] += 1
-            if s.state != "pending":
+            if s.state in DELIVERED:
                 result.lags.append(ages.get(s.dedup_id, 0.0) + elapsed)
             if s.state == "failed":
                 log.error("event_failed", dedup_id=s.dedup_id, reason=s.reason)

@@ -34,7 +34,8 @@ class Batch:
 
 @dataclass
 class PassResult:
-    """What one relay pass did: counts by final state, gate refusals, lags."""
+    """What one relay pass did: counts by final state, gate refusals, and the lag of each
+    row delivered (published or stored directly; `relay.DELIVERED`)."""
 
     claimed: int = 0
     settled: Counter[str] = field(default_factory=Counter)

@@ -18,7 +18,7 @@ from ingest.ops import replay as replaying
 from ingest.ops import turns as turn_ops
 from ingest.ops.audit import Actor
 from ingest.ops.output import OK, TROUBLE, USAGE, Failed, emit
-from ingest.ops.relaying import relay_until_done, turns_until_done
+from ingest.ops.relaying import publishing, relay_until_done, turns_until_done
 from storage import Backend
 
 FAILURE_RATE_WARNING = 0.10
@@ -48,13 +48,19 @@ def _switch_line(state: switch.Switch) -> str:
     return "kill switch ON (nothing is published; events are stored directly)"
 
 
+ACCOUNT_FIELDS = ("account_id", "username", "source", "state", "expires_at", "deauthorized_at")
+STORED_TOTALS = ("messages", "customers", "messages_today")
+
+
 async def status(args: argparse.Namespace, backend: Backend, settings: Settings) -> int:
+    """Every account is named once, from the account registry: `accounts` holds each one
+    with its state (a deauthorised one with `deauthorized_at`), and the human form lists the
+    deauthorised ones on their own line instead of as accounts. `ingest_stored_totals` also
+    answers a `deauthorized` list; it is left out, since it repeats `accounts`."""
     data = await backend.call("ingest_status", {})
-    accounts = [
-        {k: r[k] for k in ("account_id", "username", "source", "state", "expires_at")}
-        for r in await Registry(backend).overview()
-    ]
-    stored = await backend.call("ingest_stored_totals", {})
+    accounts = [{k: r[k] for k in ACCOUNT_FIELDS} for r in await Registry(backend).overview()]
+    totals = await backend.call("ingest_stored_totals", {})
+    stored = {k: totals[k] for k in STORED_TOTALS}
     data = {
         **data,
         "qstash_daily_limit": settings.safety.daily_messages,
@@ -81,9 +87,9 @@ async def status(args: argparse.Namespace, backend: Backend, settings: Settings)
             f"customer(s), {stored['messages_today']} today",
             *(f"account     : {a['account_id']} {a['state'].upper()}"
               + (f" (expires {str(a['expires_at'])[:10]})" if a["expires_at"] else "")
-              for a in s["accounts"]),
+              for a in s["accounts"] if a["state"] != "deauthorized"),
         ]  # fmt: skip
-        gone = stored["deauthorized"]
+        gone = [a for a in s["accounts"] if a["state"] == "deauthorized"]
         lines.append(
             "deauthorised: "
             + (", ".join(f"{a['account_id']} (at {a['deauthorized_at']})" for a in gone) or "none")
@@ -141,6 +147,8 @@ async def replay(args: argparse.Namespace, backend: Backend, settings: Settings)
         }
         emit(args, data, _dry_run_line)
         return OK
+    if not args.no_wait:  # decided before anything returns to pending
+        settings = publishing(settings)
     try:
         done = await replaying.replay(backend, actor(args), which) if events else None
         turns = await turn_ops.replay(backend, actor(args), turn_states)

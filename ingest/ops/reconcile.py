@@ -20,7 +20,7 @@ from ingest.delivery.admission import Admission
 from ingest.graph.client import GraphClients
 from ingest.graph.rate_limit import Clock, SystemClock
 from ingest.ops.output import OK, TROUBLE, USAGE, Failed, emit
-from ingest.ops.relaying import open_backend
+from ingest.ops.relaying import open_backend, publishing
 from ingest.reconcile.lease import LeaseStore
 from ingest.reconcile.run import AccountSummary
 from ingest.reconcile.service import holder, make_reconciler
@@ -49,6 +49,8 @@ async def reconcile(args: argparse.Namespace, settings: Settings) -> int:
             "INSTAGRAM_ACCESS_TOKENS, or connect accounts (TOKEN_ENCRYPTION_KEY)",
             USAGE,
         )
+    if not (args.status or args.dry_run or args.no_wait):  # it relays here: decided first
+        settings = publishing(settings)
     now = datetime.now(UTC)
     since = args.since or now - timedelta(hours=args.hours or DEFAULT_HOURS)
     async with open_backend(settings) as backend:

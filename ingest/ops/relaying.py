@@ -48,21 +48,28 @@ def embedded_down(settings: Settings) -> str:
     return f"the embedded database at {where} is not running; start the service (make run)"
 
 
+def publishing(settings: Settings) -> Settings:
+    """The settings to publish with: the public URL QStash calls back, decided as the web
+    process decides it (`with_public_base_url`), or a usage error saying what to set.
+    Every `ingestctl` command that relays here asks this before it changes anything."""
+    from ingest.config.base_url import with_public_base_url
+
+    try:
+        return with_public_base_url(settings)
+    except SettingsError as exc:
+        raise Failed(str(exc), USAGE) from None
+
+
 async def relay(args: argparse.Namespace, backend: Backend, settings: Settings) -> int:
     """Run the relay in this process: until the backlog is empty (--once) or forever."""
+    settings = publishing(settings)
     if args.once:
         done = await relay_until_done(backend, settings)
         emit(args, dict(done.settled), lambda d: "settled: " + (str(d) if d else "nothing"))
         return OK
     from ingest.background.worker import run_worker
-    from ingest.config.base_url import resolve_base_url
     from ingest.runtime import tune_gc
 
-    if settings.public_base_url is None:  # as the web process decides it (QStash calls it)
-        try:
-            settings = dataclasses.replace(settings, public_base_url=resolve_base_url(settings))
-        except SettingsError as exc:
-            raise Failed(str(exc), USAGE) from None
     tune_gc()  # a long-running process, as the web one (`ingest.runtime`)
     print("relaying (and every background task); Ctrl-C to stop", file=sys.stderr)
     worker = asyncio.current_task()
