@@ -235,10 +235,9 @@ def _turn_refusal(consumer: ConsumerConfig) -> turn_callback.Refuse:
 
 def app_from_env() -> Starlette:
     """For `uvicorn --factory ingest.app:app_from_env` (Procfile)."""
-    import dataclasses
     import sys
 
-    from ingest.config.base_url import resolve_base_url
+    from ingest.config.base_url import with_public_base_url
     from ingest.config.env import load_or_exit
     from ingest.config.settings import SettingsError
     from ingest.logging import configure_logging
@@ -246,13 +245,11 @@ def app_from_env() -> Starlette:
 
     settings = load_or_exit()
     configure_logging(settings.log_level)
-    if settings.public_base_url is None:
-        try:
-            base_url = resolve_base_url(settings)
-        except SettingsError as exc:
-            print(f"configuration error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
-        settings = dataclasses.replace(settings, public_base_url=base_url)
+    try:
+        settings = with_public_base_url(settings)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     app = create_app(settings)
     tune_gc()
     return app
