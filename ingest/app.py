@@ -94,7 +94,7 @@ def create_app(
     activity = Activity(metrics.observe_acceptance, metrics.observe_relay_pass)
     enricher = make_enricher(settings, backend, http, accounts.book)
     processor = Processor(backend, after_store=enricher.schedule if enricher else None)
-    relay = make_relay(settings, backend, processor, http, on_pass=activity.observe_pass)
+    relay = make_relay(settings, backend, processor, on_pass=activity.observe_pass)
     admission = Admission(backend, on_new=relay.wake, on_accepted=activity.observe_acceptance)
     turn_relay = make_turn_relay(
         settings, backend, http, on_pass=TurnMetrics(metrics.registry).observe_pass
@@ -174,6 +174,7 @@ def create_app(
             if reconcile is not None:
                 await reconcile.stop()
             await background.stop()
+            await relay.aclose()
             if enricher is not None:
                 await enricher.drain()
             await backend.close()

@@ -1,5 +1,6 @@
-"""What the app factory builds and hands down: the database backend, the one outbound HTTP
-client, the QStash publisher, the relay, the profile enricher, the turn relay.
+"""What the app factory builds and hands down: the database backend, the outbound HTTP
+client, the QStash publisher (with its own client, `ingest.delivery.poster`), the relay,
+the profile enricher, the turn relay.
 
 `ingest.app` wires them into the web app; `ingestctl` builds the same ones for its
 commands (relay, replay, reconcile), so a command and the service never differ.
@@ -15,6 +16,7 @@ from consumers.enrichment import Credentials, OneToken, ProfileEnricher
 from consumers.processing import Processor
 from ingest.config.settings import Settings
 from ingest.config.turns import signing_key
+from ingest.delivery.poster import AiohttpPoster
 from ingest.delivery.publisher import PublishConfig, QStashPublisher
 from ingest.delivery.relay import Relay, RelayConfig
 from ingest.delivery.settlement import PassResult
@@ -49,9 +51,7 @@ def make_http_client() -> httpx.AsyncClient:
     )
 
 
-def make_publisher(
-    settings: Settings, base_url: str, http: httpx.AsyncClient
-) -> QStashPublisher | None:
+def make_publisher(settings: Settings, base_url: str) -> QStashPublisher | None:
     """None without `QSTASH_TOKEN`: events are then processed directly, by design."""
     if settings.qstash_token is None:
         return None
@@ -62,23 +62,23 @@ def make_publisher(
         label=settings.qstash_label,
         budget_seconds=settings.publish_budget_seconds,
     )
-    return QStashPublisher(http, config)
+    return QStashPublisher(AiohttpPoster(), config)
 
 
 def make_relay(
     settings: Settings,
     backend: Backend,
     processor: Processor,
-    http: httpx.AsyncClient,
     *,
     on_pass: Callable[[PassResult], None] | None = None,
 ) -> Relay:
-    """The relay as the service runs it (and `ingestctl relay`, `ingestctl replay`)."""
+    """The relay as the service runs it (and `ingestctl relay`, `ingestctl replay`); its
+    owner calls `aclose()` once it has stopped (the publisher's connections)."""
     base_url = settings.public_base_url or f"http://localhost:{settings.port}"
     return Relay(
         backend,
         settings.safety,
-        publisher=make_publisher(settings, base_url, http),
+        publisher=make_publisher(settings, base_url),
         direct=processor.process,
         config=RelayConfig(
             lease_seconds=settings.safety.lease_seconds,

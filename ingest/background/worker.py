@@ -32,7 +32,7 @@ async def run_worker(settings: Settings, backend: Backend) -> None:
     await accounts.start()
     enricher = make_enricher(settings, backend, http, accounts.book)
     processor = Processor(backend, after_store=enricher.schedule if enricher else None)
-    relay = make_relay(settings, backend, processor, http)
+    relay = make_relay(settings, backend, processor)
     admission = Admission(backend, on_new=relay.wake)
     # No metrics endpoint here: the web process's scrape reads the shared state from the
     # database (backlog, held, failed); these counters only keep the code paths alike.
@@ -51,6 +51,7 @@ async def run_worker(settings: Settings, backend: Backend) -> None:
         await background.wait()
     finally:
         await background.stop()
+        await relay.aclose()
         await accounts.stop()
         if enricher is not None:
             await enricher.drain()

@@ -4,9 +4,9 @@ Every message carries its dedup ID, `Upstash-Timeout: 30s`, `Upstash-Retries: 3`
 our label and the failure callback. What the messages share (`template`) is spelled
 by qstash-py's own `prepare_batch_message_body` (its `batch_json` drops `label`);
 the ledger fills in each message's dedup ID and body when the relay claims them, so
-the relay forwards the batch as bytes. It is sent with our httpx client, so that
-every answer is read whole: status, `Retry-After`, `Burst-RateLimit-Reset`, and a
-body that may not be what it should.
+the relay forwards the batch as bytes. It is sent by `ingest.delivery.poster` (aiohttp,
+for what a call costs), and every answer is read whole: status, `Retry-After`,
+`Burst-RateLimit-Reset`, and a body that may not be what it should.
 
 Outcomes, per item: `Accepted` (QStash took it, perhaps as a duplicate it already
 had), `Refused` (QStash answered 4xx other than 429 for it: the relay stores it
@@ -24,11 +24,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import structlog
 from qstash.message import BatchRequest, prepare_batch_message_body
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_exponential_jitter
+
+from ingest.delivery.poster import NoReply, Poster, Reply
 
 log = structlog.get_logger(__name__)
 
@@ -93,8 +94,8 @@ def _wait(state: RetryCallState) -> float:
 
 
 class QStashPublisher:
-    def __init__(self, http: httpx.AsyncClient, config: PublishConfig) -> None:
-        self._http = http
+    def __init__(self, poster: Poster, config: PublishConfig) -> None:
+        self._poster = poster
         self._config = config
         self._url = config.qstash_url.rstrip("/") + "/v2/batch"
         self._headers = {
@@ -102,6 +103,9 @@ class QStashPublisher:
             "Content-Type": "application/json",
         }
         self.template: dict[str, str] = _template(config)
+
+    async def aclose(self) -> None:
+        await self._poster.aclose()
 
     async def publish(self, body: str, count: int) -> list[Outcome]:
         """Send one `/v2/batch` body of `count` messages (at most `BATCH_LIMIT`), as built
@@ -112,19 +116,19 @@ class QStashPublisher:
         try:
             async with asyncio.timeout(self._config.budget_seconds):
                 async for attempt in AsyncRetrying(
-                    retry=retry_if_exception_type((QStashUnavailable, httpx.TransportError)),
+                    retry=retry_if_exception_type((QStashUnavailable, NoReply)),
                     wait=_wait,
                     reraise=True,
                 ):
                     with attempt:
                         return await self._send(body, count)
-        except (TimeoutError, QStashUnavailable, httpx.HTTPError) as exc:
+        except (TimeoutError, QStashUnavailable, NoReply) as exc:
             log.warning("qstash_publish_failed", events=count, error=repr(exc)[:200])
         return [None] * count
 
     async def _send(self, body: str, count: int) -> list[Outcome]:
-        response = await self._http.post(self._url, content=body, headers=self._headers)
-        status = response.status_code
+        response = await self._poster.post(self._url, body, self._headers)
+        status = response.status
         if status == 429 or status >= 500:
             raise QStashUnavailable(f"QStash answered {status}", retry_after=_hint(response))
         if status >= 400:
@@ -167,7 +171,7 @@ def _outcome(item: Any) -> Outcome:
     return None  # unreadable: try again under the same dedup ID, or store directly
 
 
-def _hint(response: httpx.Response) -> float | None:
+def _hint(response: Reply) -> float | None:
     """Seconds to wait per `Retry-After` (seconds or an HTTP date) or QStash's
     `Burst-RateLimit-Reset` / `RateLimit-Reset` (epoch seconds, or seconds)."""
     retry_after = response.headers.get("retry-after")

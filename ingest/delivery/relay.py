@@ -50,6 +50,10 @@ class Publisher(Protocol):
         """Send one batch of `count` messages; one outcome each, in order."""
         ...
 
+    async def aclose(self) -> None:
+        """Close its connections; the relay's owner calls it once the relay has stopped."""
+        ...
+
 
 # The ledger's reason for a bug's retry: operators read it; the log has the traceback.
 UNEXPECTED = "retrying: an unexpected error (the service's log has it)"
@@ -124,6 +128,11 @@ class Relay:
     def stop(self) -> None:
         self._stopping = True
         self._wakeup.set()
+
+    async def aclose(self) -> None:
+        """Close the publisher's connections: after the last pass, by whoever built us."""
+        if self._publisher is not None:
+            await self._publisher.aclose()
 
     async def drain(self, *, deadline_seconds: float | None = None) -> PassResult:
         """Run passes until one claims nothing (or the deadline passes); return the totals."""

@@ -101,13 +101,13 @@ async def relay_until_done(backend: Backend, settings: Settings) -> PassResult:
 @asynccontextmanager
 async def _relay(backend: Backend, settings: Settings) -> AsyncIterator[Relay]:
     from consumers.processing import Processor
-    from ingest.components import make_http_client, make_relay
+    from ingest.components import make_relay
 
-    http = make_http_client()
+    relay = make_relay(settings, backend, Processor(backend))
     try:
-        yield make_relay(settings, backend, Processor(backend), http)
+        yield relay
     finally:
-        await http.aclose()
+        await relay.aclose()
 
 
 async def turns_until_done(backend: Backend, settings: Settings) -> Counter[str]:
