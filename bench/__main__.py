@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.cpu import CpuMeter, postgres_seconds, postmaster_pid, reading_of
+from bench.cpu import CpuMeter, postgres_seconds, postmaster_pid, process_seconds, reading_of
 from bench.loadgen import Request, closed_loop, fixed_rate
 from bench.serve import BARE_SECRET
 from storage.embedded import EmbeddedPostgres
@@ -126,6 +126,18 @@ def worker(env: dict[str, str]) -> Iterator[int]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def settled_down(pid: int, quiet_seconds: float = 0.5, limit: float = 30.0) -> None:
+    """Once `pid` has started (imports, connections): no CPU spent for `quiet_seconds`."""
+    deadline = time.monotonic() + limit
+    before = process_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_seconds)
+        now = process_seconds(pid)
+        if now - before < 0.01:
+            return
+        before = now
 
 
 def meta_body(n: int, tag: str, events: int = 1) -> bytes:
@@ -358,17 +370,15 @@ def main() -> int:
                 lags = asyncio.run(publish_lags(url, "lat"))
                 consumer_meter = CpuMeter({"app": reading_of(pid), "postgres": postgres})
                 consumer = asyncio.run(consumer_figures(port, url, 5000, consumer_meter))
-            # RELAY_IN_WEB=false: the ack path alone, then a worker relays the backlog.
+            # RELAY_IN_WEB=false: the web process acks, a worker beside it relays (the
+            # Procfile's web + worker), both running through the load until drained.
             split_env = service_env(split_url, double.url, RELAY_IN_WEB="false")
-            with server("app", split_env) as (port, pid):
-                meter = CpuMeter({"app": reading_of(pid), "postgres": postgres})
-                ack = measured_wrk(port, bodies, meter, lambda: 0)
-            with worker(split_env) as worker_pid:
-                meter = CpuMeter({"worker": reading_of(worker_pid), "postgres": postgres,
-                                  "qstash": reading_of(qstash_pid)}).start()  # fmt: skip
-                relayed = drain_seconds(split_url, limit=120)
-                meter.stop()
-                relay_cpu = meter.per_event_us(ack.requests)
+            with worker(split_env) as worker_pid, server("app", split_env) as (port, pid):
+                settled_down(worker_pid)  # its start-up is not a cost of any event
+                meter = CpuMeter({"web": reading_of(pid), "worker": reading_of(worker_pid),
+                                  "postgres": postgres,
+                                  "qstash": reading_of(qstash_pid)})  # fmt: skip
+                ack = measured_wrk(port, bodies, meter, lambda: drain_seconds(split_url, 120))
             admit = asyncio.run(admission_figures(url))
         pg.cleanup()
     ratio = app.rps / bare.rps
@@ -376,10 +386,11 @@ def main() -> int:
     rows = [
         ("webhook ack throughput, relay publishing (req/s)", f"{app.rps:.0f}",
          f"{bare.rps:.0f} bare", f"{ratio:.2f}", ">= 0.5"),
-        ("webhook ack throughput, RELAY_IN_WEB=false (req/s)", f"{ack.rps:.0f}",
-         f"{bare.rps:.0f} bare", f"{ack.rps / bare.rps:.2f}", ""),
+        ("webhook ack throughput, web + worker (req/s)", f"{ack.rps:.0f}",
+         f"{bare.rps:.0f} bare", f"{ack.rps / bare.rps:.2f}", ">= 0.5"),
         ("relay backlog drained after the load (s)", f"{app.settle_seconds:.1f}", "", "", "<= 30"),
-        ("worker drained the RELAY_IN_WEB=false backlog (s)", f"{relayed:.1f}", "", "", ""),
+        ("worker's backlog drained after the load (s)", f"{ack.settle_seconds:.1f}", "", "",
+         "<= 30"),
         ("QStash calls per event (32 connections)", f"{calls / max(published, 1):.3f}", "", "",
          "<= 0.2"),
         ("ack latency p50 at 500 req/s (ms)", f"{percentile(lat, 0.5) * 1000:.1f}", "", "", ""),
@@ -395,7 +406,7 @@ def main() -> int:
     ]  # fmt: skip
     print(f"load: wrk -t2 -c32 -d{DURATION}s (throughput); asyncio generator (latency, consumer)"
           f"; turns {'on' if os.environ.get('BENCH_TURNS') == '1' else 'off'}")  # fmt: skip
-    bad = f"non-2xx: bare {bare.non2xx}, app {app.non2xx}, ack alone {ack.non2xx}"
+    bad = f"non-2xx: bare {bare.non2xx}, app {app.non2xx}, web + worker {ack.non2xx}"
     print(f"{bad}; published in the latency run {len(lags)}/{500 * DURATION};"
           f" consumer rows {consumer['rows']}/5000,"
           f" in turns {consumer['turn_messages']}")  # fmt: skip
@@ -408,8 +419,7 @@ def main() -> int:
     cpu_rows = [
         ("bare endpoint (HMAC + json.loads)", bare.cpu_us),
         ("ack + relay, one process (wrk run until drained)", app.cpu_us),
-        ("ack path alone (RELAY_IN_WEB=false)", ack.cpu_us),
-        ("relay alone (the worker draining that backlog)", relay_cpu),
+        ("web acks, worker relays (RELAY_IN_WEB=false)", ack.cpu_us),
         ("consumer (signed QStash deliveries)", consumer_meter.per_event_us(5000)),
     ]
     width = max(len(r[0]) for r in cpu_rows)

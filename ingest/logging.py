@@ -79,13 +79,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = ""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                request_id = value.decode("latin-1")
-                break
-        if not _valid_request_id(request_id):
-            request_id = os.urandom(16).hex()
+        request_id = _given_request_id(scope["headers"]) or os.urandom(16).hex()
+        header = (b"x-request-id", request_id.encode())
         started = time.perf_counter()
         status = 500
 
@@ -93,12 +88,10 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message["headers"] = headers
+                message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
@@ -115,4 +108,13 @@ class RequestContextMiddleware:
                 status=status,
                 duration_ms=round(seconds * 1000, 2),
             )
-            structlog.contextvars.unbind_contextvars("request_id")
+            structlog.contextvars.reset_contextvars(**bound)
+
+
+def _given_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The caller's `X-Request-Id` when it is one we can log and echo as it is."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            given = value.decode("latin-1")
+            return given if _valid_request_id(given) else None
+    return None
