@@ -21,8 +21,7 @@ Times: ``messaging[]`` and ``standby[]`` carry milliseconds; ``changes[]`` carry
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from pydantic import ValidationError
@@ -55,9 +54,8 @@ _MILLIS_FROM = 10**11  # below: seconds (year 5138); above: milliseconds (1973 o
 _ENTRY_KEYS = frozenset({"id", "time", "messaging", "standby", "changes", "field", "value"})
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """What every event of one entry shares."""
+class _Entry(NamedTuple):
+    """What every event of one entry shares (a tuple: one per entry, on the hot path)."""
 
     account_id: str
     time_ms: int | None
@@ -129,8 +127,8 @@ def _derived(base: _Entry, where: str, time: object) -> _Entry:
     """The context of a `standby` item, or of a `changes` item or the entry itself
     (whose `time` Meta sends in seconds)."""
     if where == "standby":
-        return replace(base, standby=True)
-    return replace(base, source="changes", time_ms=_millis(time, seconds=True))
+        return base._replace(standby=True)
+    return base._replace(source="changes", time_ms=_millis(time, seconds=True))
 
 
 def _item(item: object, entry: _Entry) -> Event:
