@@ -94,13 +94,19 @@ def test_forget_from_a_script_needs_yes(ctl: Callable[..., Any]) -> None:
     assert "pass --yes to confirm" in refused.stderr
 
 
+def _interruptible() -> None:
+    """Ctrl-C as at a terminal, even under a runner that ignores SIGINT (a background job
+    does, and a child inherits the ignoring: Python would then never see it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("command", [["tail"], ["relay"]])
 def test_ctrl_c_stops_tail_and_relay_with_a_sentence_not_a_traceback(
     database_url: str, command: list[str]
 ) -> None:
     process = subprocess.Popen(
         [INGESTCTL, *command], env=_env(database_url), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible,
     )  # fmt: skip
     assert process.stderr is not None
     started = process.stderr.readline()  # "following new messages…" / "relaying…"
