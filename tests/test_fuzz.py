@@ -6,11 +6,12 @@ fuzzer gets past authentication into parsing and storage; every answer must be
 documented, conform to the spec, and never be a server error. Unsigned runs: the
 same operations without our signatures must all be refused (401/403).
 
-`FUZZ_EXAMPLES` sets the examples per operation (CI: 200; `make fuzz`: 1000); console
-pages and the unsigned runs take an eighth of it (at least 25): their inputs are few and
-short, or refused before they are read. The unsigned runs add schemathesis's coverage
-phase (every boundary of every body schema, some 2,500 requests an operation carrying an
-event) in `make fuzz` only; `make test` sends the undeclared methods it would have sent
+`FUZZ_EXAMPLES` sets the generated examples per operation (CI: 100; `make fuzz`: 1000);
+console pages and the unsigned runs take an eighth of it (at least 25): their inputs are
+few and short, or refused before they are read. The signed runs also go through
+schemathesis's coverage phase (every boundary of every schema: some 2,500 requests for an
+operation carrying an event), in CI too; the unsigned runs in `make fuzz` only, and `make
+test` sends them the undeclared methods that phase would have
 (`test_undeclared_methods_are_refused_before_the_signature`).
 """
 
@@ -43,7 +44,8 @@ from tests.doubles.qstash_signer import sign as qstash_sign
 from tests.meta import sign as meta_sign
 
 SCHEMA = schemathesis.openapi.from_path(Path(__file__).parent.parent / "openapi.yaml")
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
+CI_EXAMPLES = 100
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", str(CI_EXAMPLES)))
 SIGNED_BY: dict[str, str] = {
     "metaDelivery": "meta",
     "qstashDelivery": "qstash",
@@ -188,7 +190,7 @@ def check_signed(case: Any, server: str, operator_cookie: str, http: ManagedCook
 
 # CI's size: generated requests only (the explicit phase is where schemathesis puts its
 # coverage cases); `make fuzz`: every phase.
-UNSIGNED_PHASES = [Phase.generate] if EXAMPLES <= 200 else list(Phase)
+UNSIGNED_PHASES = [Phase.generate] if EXAMPLES <= CI_EXAMPLES else list(Phase)
 
 
 @SCHEMA.include(operation_id=list(SIGNED_BY)).parametrize()
