@@ -42,10 +42,18 @@ class EmbeddedPostgres:
         self._server.ensure_postgres_running()
 
     def create_database(self, name: str, *, template: str | None = None) -> str:
-        """Create `name` (optionally from `template`) and return its URL."""
-        clause = f' template "{template}"' if template else ""
+        """Create `name` (optionally a copy of `template`, file by file: for a small template
+        that is several times faster than PostgreSQL's default of copying it through the WAL)
+        and return its URL."""
+        clause = f' template "{template}" strategy file_copy' if template else ""
         self._psql(f'create database "{name}"{clause};')
         return self.url(name)
+
+    def configure(self, **parameters: str) -> None:
+        """Set server parameters (`ALTER SYSTEM`, kept in this data directory) and reload."""
+        for name, value in parameters.items():
+            self._psql(f"alter system set {name} = '{value}';")
+        self._psql("select pg_reload_conf();")
 
     def drop_database(self, name: str) -> None:
         self._psql(f'drop database if exists "{name}" with (force);')

@@ -12,7 +12,7 @@ refused API key) and bare HTTP statuses (a gateway's 502, a 429) are classified 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from postgrest.exceptions import APIError
@@ -25,7 +25,9 @@ from storage.errors import (
     from_sqlstate,
     unreachable,
 )
-from supabase import AsyncClient, AsyncClientOptions, acreate_client
+
+if TYPE_CHECKING:
+    from supabase import AsyncClient
 
 _RETRYABLE_STATUSES = frozenset({408, 429})
 # PGRST0xx: PostgREST cannot reach the database (connection, pool timeout) → retry.
@@ -66,6 +68,10 @@ class SupabaseBackend:
         self._http = http if http is not None else httpx.AsyncClient(timeout=10.0)
 
     async def open(self) -> None:
+        # supabase-py is imported when a client is opened, not with this module: it costs
+        # 0.2 s, which every ingestctl command and every process on PostgreSQL paid for nothing
+        from supabase import AsyncClientOptions, acreate_client
+
         self._client = await acreate_client(
             self._url, self._key, options=AsyncClientOptions(httpx_client=self._http)
         )

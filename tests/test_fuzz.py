@@ -6,9 +6,13 @@ fuzzer gets past authentication into parsing and storage; every answer must be
 documented, conform to the spec, and never be a server error. Unsigned runs: the
 same operations without our signatures must all be refused (401/403).
 
-`FUZZ_EXAMPLES` sets the examples per operation (CI: 200; `make fuzz`: 1000); console
-pages and the unsigned runs take an eighth of it (at least 25): their inputs are few and
-short, or refused before they are read.
+`FUZZ_EXAMPLES` sets the generated examples per operation (CI: 100; `make fuzz`: 1000);
+console pages and the unsigned runs take an eighth of it (at least 25): their inputs are
+few and short, or refused before they are read. The signed runs also go through
+schemathesis's coverage phase (every boundary of every schema: some 2,500 requests for an
+operation carrying an event), in CI too; the unsigned runs in `make fuzz` only, and `make
+test` sends them the undeclared methods that phase would have
+(`test_undeclared_methods_are_refused_before_the_signature`).
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ import httpx
 import jsonschema
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from schemathesis.core import NotSet
 from schemathesis.core.parameters import ParameterLocation
+from schemathesis.transport.requests import ManagedCookiesSession
 
 from contracts import EVENT_ADAPTER
 from ingest.app import create_app
@@ -39,7 +44,8 @@ from tests.doubles.qstash_signer import sign as qstash_sign
 from tests.meta import sign as meta_sign
 
 SCHEMA = schemathesis.openapi.from_path(Path(__file__).parent.parent / "openapi.yaml")
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
+CI_EXAMPLES = 100
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", str(CI_EXAMPLES)))
 SIGNED_BY: dict[str, str] = {
     "metaDelivery": "meta",
     "qstashDelivery": "qstash",
@@ -79,6 +85,16 @@ def operator_cookie(server: str) -> str:
             return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
 
     return asyncio.run(sign_in_once())
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[ManagedCookiesSession]:
+    """One kept-alive connection for the module's thousands of requests, without a proxy
+    lookup in the environment for each; schemathesis's own session kind, which forgets the
+    cookies a response set once its request is done (as a session per request would)."""
+    with ManagedCookiesSession() as session:
+        session.trust_env = False
+        yield session
 
 
 def body_bytes(case: Any) -> bytes | None:
@@ -142,21 +158,23 @@ CONSOLE_PATHS = "^/console"
 @SCHEMA.exclude(path_regex=CONSOLE_PATHS).parametrize()
 @FUZZ_SETTINGS
 def test_signed_requests_reach_the_app_and_never_break_it(
-    case: Any, server: str, operator_cookie: str
+    case: Any, server: str, operator_cookie: str, http: ManagedCookiesSession
 ) -> None:
-    check_signed(case, server, operator_cookie)
+    check_signed(case, server, operator_cookie, http)
 
 
 @SCHEMA.include(path_regex=CONSOLE_PATHS).parametrize()
 @settings(FUZZ_SETTINGS, max_examples=max(EXAMPLES // 8, 25))
-def test_the_signed_in_console_never_breaks(case: Any, server: str, operator_cookie: str) -> None:
+def test_the_signed_in_console_never_breaks(
+    case: Any, server: str, operator_cookie: str, http: ManagedCookiesSession
+) -> None:
     """Pages and forms with a handful of short parameters: fewer examples find as much."""
-    check_signed(case, server, operator_cookie)
+    check_signed(case, server, operator_cookie, http)
 
 
-def check_signed(case: Any, server: str, operator_cookie: str) -> None:
+def check_signed(case: Any, server: str, operator_cookie: str, http: ManagedCookiesSession) -> None:
     kwargs = signed(case, operator_cookie)
-    response = case.call(base_url=server, **kwargs)
+    response = case.call(base_url=server, session=http, **kwargs)
     assert response.status_code < 500 or (
         response.status_code == 503 and case.operation.path == "/readyz"
     )
@@ -170,14 +188,22 @@ def check_signed(case: Any, server: str, operator_cookie: str) -> None:
     case.validate_response(response, headers=kwargs["headers"], excluded_checks=excluded)
 
 
+# CI's size: generated requests only (the explicit phase is where schemathesis puts its
+# coverage cases); `make fuzz`: every phase.
+UNSIGNED_PHASES = [Phase.generate] if EXAMPLES <= CI_EXAMPLES else list(Phase)
+
+
 @SCHEMA.include(operation_id=list(SIGNED_BY)).parametrize()
 @settings(
-    max_examples=max(EXAMPLES // 8, 25), deadline=None, suppress_health_check=list(HealthCheck)
-)
-def test_unsigned_requests_are_all_refused(case: Any, server: str) -> None:
+    max_examples=max(EXAMPLES // 8, 25), deadline=None, suppress_health_check=list(HealthCheck),
+    phases=UNSIGNED_PHASES,
+)  # fmt: skip
+def test_unsigned_requests_are_all_refused(
+    case: Any, server: str, http: ManagedCookiesSession
+) -> None:
     body = body_bytes(case)
     response = case.call(
-        base_url=server,
+        base_url=server, session=http,
         headers={"Content-Type": "application/json", "X-Hub-Signature-256": "sha256=" + "0" * 64,
                  "Upstash-Signature": "e30.e30.", "Authorization": "Bearer nope"},
         **({"data": body} if body is not None else {}),
@@ -186,3 +212,22 @@ def test_unsigned_requests_are_all_refused(case: Any, server: str) -> None:
         assert response.status_code == 405  # an undeclared method, refused before anything else
     else:
         assert response.status_code in (401, 403), response.text
+
+
+METHODS = ("get", "put", "post", "delete", "options", "patch", "trace")  # schemathesis's
+
+
+@pytest.mark.parametrize("operation_id", sorted(SIGNED_BY))
+def test_undeclared_methods_are_refused_before_the_signature(
+    operation_id: str, server: str, http: ManagedCookiesSession
+) -> None:
+    """What the coverage phase of the unsigned runs sends to a signed route, in `make test`
+    too: every method its path does not declare, unsigned, is 405."""
+    (path,) = [
+        path for path, item in SCHEMA.raw_schema["paths"].items()
+        if any(op.get("operationId") == operation_id for op in item.values() if isinstance(op, dict))
+    ]  # fmt: skip
+    undeclared = [m for m in METHODS if m not in SCHEMA.raw_schema["paths"][path]]
+    assert undeclared
+    answers = {m: http.request(m, server + path, data=b"{}").status_code for m in undeclared}
+    assert answers == dict.fromkeys(undeclared, 405)

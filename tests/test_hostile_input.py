@@ -185,37 +185,87 @@ async def test_a_600_kb_text_is_carried_once_and_the_consumer_takes_it(
     assert await backend.pool.fetchval("select length(text) from ig_messages") == len(text)
 
 
-async def test_a_thousand_entries_of_ten_items_are_answered_fast(
-    flow: httpx.AsyncClient, backend: PostgresBackend
-) -> None:
+# A delivery of n events is answered in time linear in n. A fixed limit in seconds flakes on a
+# loaded machine; a delivery a tenth the size, answered just before on the same machine (the
+# fastest of three), is a baseline that does not, and a step quadratic in the events still
+# fails: ten times the events, a hundred times the time. On a quiet machine the full delivery
+# takes 0.4-1 s, 9-16 times its baseline; a quadratic step as costly as the rest makes that
+# about 30. Under 2 s passes at once; beyond, at most LINEAR times the baseline, never CEILING.
+LINEAR = 25
+CEILING = 10.0
+
+
+@pytest.fixture
+async def ack_only(make_settings: Callable[..., Settings]) -> Any:
+    """The webhook alone (no relay in this process): nothing else runs while it is timed."""
+    async for client in open_client(create_app(make_settings(RELAY_IN_WEB="false"))):
+        yield client
+
+
+async def timed(client: httpx.AsyncClient, body: bytes, events: int) -> float:
+    started = time.monotonic()
+    response = await deliver(client, body)
+    elapsed = time.monotonic() - started
+    assert (response.status_code, response.json()["new"]) == (200, events), response.text
+    return elapsed
+
+
+def linear_enough(baseline: float, elapsed: float) -> bool:
+    return elapsed < 2.0 or elapsed < min(LINEAR * baseline, CEILING)
+
+
+async def answered_in_linear_time(
+    client: httpx.AsyncClient, build: Callable[[int, str], bytes], events: int
+) -> float:
+    """Time a delivery of `events` (three tries, each against its own baseline); its seconds."""
+    tries = []
+    for attempt in range(3):
+        tenths = [build(events // 10, f"s{attempt}{k}") for k in range(3)]
+        baseline = min([await timed(client, tenth, events // 10) for tenth in tenths])
+        elapsed = await timed(client, build(events, f"f{attempt}"), events)
+        tries.append((round(baseline, 3), round(elapsed, 3)))
+        if linear_enough(baseline, elapsed):
+            return elapsed
+    raise AssertionError(f"not linear in the events: (tenth, full) seconds {tries}")
+
+
+def thousand_entries(entries: int, tag: str) -> bytes:
     small = {"sender": {"id": "7"}, "recipient": {"id": "8"}, "timestamp": 1}
-    entries = [
+    return wire_bytes({"object": "instagram", "entry": [
         {"id": ACCOUNT, "time": 1,
-         "messaging": [{**small, "message": {"mid": f"m{e}_{i}", "text": "x"}} for i in range(10)]}
-        for e in range(1000)
+         "messaging": [{**small, "message": {"mid": f"{tag}{e}_{i}", "text": "x"}} for i in range(10)]}
+        for e in range(entries)
+    ]})  # fmt: skip
+
+
+def one_entry(events: int, tag: str) -> bytes:
+    items = [item(f"{tag}_{n}", "hi") for n in range(events)]
+    return wire_bytes({"object": "instagram", "entry": [{"id": ACCOUNT, "messaging": items}]})
+
+
+def test_the_linear_time_check_fails_a_quadratic_step() -> None:
+    """The rule, on figures (tenth, full): a quadratic step fails it, a loaded machine does
+    not, nor does anything past the ceiling."""
+    quiet, loaded, quadratic, crawling = (0.08, 0.7), (0.4, 3.5), (0.08, 7.0), (1.0, 11.0)
+    assert [linear_enough(*f) for f in (quiet, loaded, quadratic, crawling)] == [
+        True, True, False, False,
     ]  # fmt: skip
-    body = wire_bytes({"object": "instagram", "entry": entries})
-    assert 900_000 < len(body) <= 1024 * 1024
-    started = time.monotonic()
-    response = await deliver(flow, body)
-    elapsed = time.monotonic() - started
-    assert response.status_code == 200
-    assert response.json()["new"] == 10_000
-    assert elapsed < 2.0, f"{elapsed:.2f} s"
 
 
-async def test_a_delivery_filling_the_body_limit_is_answered_in_under_two_seconds(
-    flow: httpx.AsyncClient,
+async def test_a_thousand_entries_of_ten_items_are_answered_fast(
+    ack_only: httpx.AsyncClient,
 ) -> None:
-    items = [item(f"m{n}", "hi") for n in range(6000)]
-    body = wire_bytes({"object": "instagram", "entry": [{"id": ACCOUNT, "messaging": items}]})
+    assert 900_000 < len(thousand_entries(1000, "f0")) <= 1024 * 1024
+    await answered_in_linear_time(ack_only, lambda n, tag: thousand_entries(n // 10, tag), 10_000)
+
+
+async def test_a_delivery_filling_the_body_limit_is_answered_fast(
+    ack_only: httpx.AsyncClient,
+) -> None:
+    body = one_entry(6000, "f0")
     assert len(body) <= 1024 * 1024
-    started = time.monotonic()
-    response = await deliver(flow, body)
-    elapsed = time.monotonic() - started
-    assert (response.status_code, response.json()["new"]) == (200, 6000)
+    elapsed = await answered_in_linear_time(ack_only, one_entry, 6000)
     print(f"\n{len(body)} bytes, 6000 events: answered in {elapsed * 1000:.0f} ms")
-    assert elapsed < 2.0
 
 
 # --- the internal route: what is not a contract event is 422 -------------------------------
@@ -300,11 +350,15 @@ bodies = (
 
 
 @pytest.fixture
-def live(database_url: str) -> Iterator[tuple[str, str]]:
-    """The service on a real port (its relay storing directly), and its database."""
+def live(database_url: str) -> Iterator[tuple[httpx.Client, str]]:
+    """The service on a real port (its relay storing directly), a client of it (one, kept
+    alive: a client per example spent 20 ms loading CA certificates), and its database."""
     env = {**BASE_ENV, "DATABASE_URL": database_url}
-    with serve(create_app(settings_from_env(env, env_file=None)), lifespan="on") as url:
-        yield url, database_url
+    with (
+        serve(create_app(settings_from_env(env, env_file=None)), lifespan="on") as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        yield client, database_url
 
 
 @settings(
@@ -314,11 +368,11 @@ def live(database_url: str) -> Iterator[tuple[str, str]]:
 )
 @given(body=bodies)
 def test_any_signed_body_is_answered_200_or_4xx_and_nothing_is_left_pending(
-    live: tuple[str, str], body: bytes
+    live: tuple[httpx.Client, str], body: bytes
 ) -> None:
-    url, database_url = live
+    client, database_url = live
     headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(body)}
-    response = httpx.post(url + WEBHOOK, content=body, headers=headers, timeout=30)
+    response = client.post(WEBHOOK, content=body, headers=headers)
     assert response.status_code in (200, 400), response.text
     envelope_like = _is_envelope(body)
     assert (response.status_code == 200) is envelope_like
