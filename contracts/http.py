@@ -51,47 +51,29 @@ def answer(
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """Read the raw body, refusing more than `max_bytes` (by header first, then by count)."""
-    declared = request.headers.get("content-length")
-    check_declared(declared, max_bytes)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise BodyTooLarge(f"body exceeds {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await receive_body(request.receive, request.headers.get("content-length"), max_bytes)
 
 
 async def receive_body(receive: Receive, declared: str | None, max_bytes: int) -> bytes:
-    """`read_body` for a pure ASGI endpoint (no `Request`): the same two checks.
+    """The raw body from ASGI messages, refusing more than `max_bytes`: by the declared
+    length before reading a byte, then by count, never buffering past the cap.
 
     Raises `ClientDisconnect` when the sender hangs up before the body is complete."""
-    check_declared(declared, max_bytes)
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if message["type"] == "http.request" and not message.get("more_body", False):
-        if len(body) > max_bytes:  # a body longer than its Content-Length said
-            raise BodyTooLarge(f"body exceeds {max_bytes} bytes")
-        return body  # the usual case: one message
-    chunks = [body]
-    size = len(body)
-    while message["type"] == "http.request" and message.get("more_body", False):
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise BodyTooLarge(f"body of {declared} bytes exceeds {max_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
         message = await receive()
-        chunk = message.get("body", b"")
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > max_bytes:
             raise BodyTooLarge(f"body exceeds {max_bytes} bytes")
+        if not message.get("more_body", False):
+            return b"".join([*chunks, chunk]) if chunks else chunk  # usually one message
         chunks.append(chunk)
-    if message["type"] != "http.request":
-        raise ClientDisconnect()
-    return b"".join(chunks)
-
-
-def check_declared(declared: str | None, max_bytes: int) -> None:
-    """Refuse by the declared `Content-Length` before reading a byte."""
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise BodyTooLarge(f"body of {declared} bytes exceeds {max_bytes}")
 
 
 def is_json_content_type(value: str | None) -> bool:
