@@ -94,19 +94,24 @@ def test_forget_from_a_script_needs_yes(ctl: Callable[..., Any]) -> None:
     assert "pass --yes to confirm" in refused.stderr
 
 
-def _interruptible() -> None:
+def _interruptible_popen(args: list[str], **kwargs: Any) -> subprocess.Popen[str]:
     """Ctrl-C as at a terminal, even under a runner that ignores SIGINT (a background job
-    does, and a child inherits the ignoring: Python would then never see it)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    does, and a child inherits the ignoring: Python would then never see it). The handler
+    is set here around the fork, not in `preexec_fn`, which is unsafe beside threads."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(args, **kwargs)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.parametrize("command", [["tail"], ["relay"]])
 def test_ctrl_c_stops_tail_and_relay_with_a_sentence_not_a_traceback(
     database_url: str, command: list[str]
 ) -> None:
-    process = subprocess.Popen(
+    process = _interruptible_popen(
         [INGESTCTL, *command], env=_env(database_url), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible,
+        stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert process.stderr is not None
     started = process.stderr.readline()  # "following new messages…" / "relaying…"
